@@ -1,0 +1,76 @@
+"""Environment ids -> constructors. Every gymnax id, every Brax environment as `brax/NAME`, and user entries."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import gymnax
+
+from jaxrl.envs.brax_adapter import BRAX_ENV_NAMES, BraxEnv
+from jaxrl.envs.errors import InvalidChoiceError, invalid_choice
+
+EnvFactory = Callable[..., Any]  # (**kwargs) -> environment following the gymnax 1.0 protocol
+
+_REGISTRY: dict[str, EnvFactory] = {}
+_FAMILIES: dict[str, str] = {}
+
+
+def register(env_id: str, factory: EnvFactory, *, family: str = "user", overwrite: bool = False) -> None:
+    """Register `factory(**kwargs) -> env` under `env_id`; `make(env_id)` then returns `(env, env.default_params)`.
+
+    The environment must follow the gymnax 1.0 protocol (`reset`, `step`, `default_params`, spaces).
+    """
+    if not isinstance(env_id, str) or not env_id:
+        raise InvalidChoiceError(f"environment id must be a non-empty string, got {env_id!r}")
+    if not callable(factory):
+        raise InvalidChoiceError(f"factory for {env_id!r} must be callable, got {type(factory).__name__}")
+    if env_id in _REGISTRY and not overwrite:
+        raise InvalidChoiceError(f"environment id {env_id!r} is already registered (pass overwrite=True)")
+    _REGISTRY[env_id] = factory
+    _FAMILIES[env_id] = family
+
+
+def make(env_id: str, **kwargs: Any) -> tuple[Any, Any]:
+    """Build a registered environment: returns `(env, default_params)`.
+
+    Brax ids accept `backend=` (default "positional") and Brax constructor keywords; gymnax ids accept the
+    keywords of their gymnax class.
+    """
+    if env_id not in _REGISTRY:
+        raise invalid_choice("environment", env_id, _REGISTRY)
+    env = _REGISTRY[env_id](**kwargs)
+    missing = [a for a in ("reset", "step", "default_params", "action_space", "observation_space") if not hasattr(env, a)]
+    if missing:
+        raise InvalidChoiceError(f"environment {env_id!r} lacks {', '.join(missing)} of the gymnax protocol")
+    return env, env.default_params
+
+
+def registered_ids(family: str | None = None) -> list[str]:
+    """All registered ids in registration order, or those of one family."""
+    return [i for i in _REGISTRY if family is None or _FAMILIES[i] == family]
+
+
+def family_of(env_id: str) -> str:
+    if env_id not in _FAMILIES:
+        raise invalid_choice("environment", env_id, _REGISTRY)
+    return _FAMILIES[env_id]
+
+
+def _gymnax_family(env_id: str) -> str:
+    suffix = env_id.rsplit("-", 1)[-1]
+    return {"MinAtar": "minatar", "bsuite": "bsuite", "misc": "misc"}.get(suffix, "classic_control")
+
+
+def _gymnax_factory(env_id: str) -> EnvFactory:
+    return lambda **kwargs: gymnax.make(env_id, **kwargs)[0]
+
+
+def _brax_factory(name: str) -> EnvFactory:
+    return lambda **kwargs: BraxEnv(name, **kwargs)
+
+
+for _id in gymnax.registered_envs:
+    register(_id, _gymnax_factory(_id), family=f"gymnax/{_gymnax_family(_id)}")
+for _name in BRAX_ENV_NAMES:
+    register(f"brax/{_name}", _brax_factory(_name), family="brax")

@@ -1,0 +1,196 @@
+"""Wrappers over the gymnax 1.0 protocol. Each keeps what it needs in its own state dataclass, so a wrapped
+environment is still a pair of pure functions and vmaps like the bare one.
+
+Typical order for training: env -> FlattenObservation -> EpisodeStatistics -> VecEnv -> ClipAction ->
+NormalizeObservation -> NormalizeReward. Episode statistics sit inside the normalisers so they count raw
+rewards; the normalisers sit outside VecEnv so their statistics are shared by the environment batch (and, under
+a vmap over seeds, kept apart per seed).
+
+`terminated` and `truncated` pass through every wrapper unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+from gymnax.environments import spaces
+
+from jaxrl.envs.running_stats import RunningMeanStd, init_running_stats, update_running_stats
+
+StepResult = tuple[Any, Any, jax.Array, jax.Array, jax.Array, dict]
+
+
+class Wrapper:
+    """Forwards every attribute it does not define to the wrapped environment."""
+
+    def __init__(self, env: Any):
+        self.env = env
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "env":  # not yet set (e.g. during unpickling): avoid infinite recursion
+            raise AttributeError(name)
+        return getattr(self.env, name)
+
+    def reset(self, key: jax.Array, params: Any = None) -> tuple[Any, Any]:
+        return self.env.reset(key, params)
+
+    def step(self, key: jax.Array, state: Any, action: Any, params: Any = None) -> StepResult:
+        return self.env.step(key, state, action, params)
+
+
+class FlattenObservation(Wrapper):
+    """Observations become 1-D (e.g. MinAtar's 10x10xC grids). Apply to a single, unbatched environment."""
+
+    def observation_space(self, params: Any = None) -> spaces.Box:
+        space = self.env.observation_space(params)
+        size = int(jnp.prod(jnp.asarray(space.shape)))
+        low = jnp.broadcast_to(jnp.asarray(space.low), space.shape).reshape(size)
+        high = jnp.broadcast_to(jnp.asarray(space.high), space.shape).reshape(size)
+        return spaces.Box(low, high, (size,), space.dtype)
+
+    def reset(self, key, params=None):
+        obs, state = self.env.reset(key, params)
+        return obs.reshape(-1), state
+
+    def step(self, key, state, action, params=None):
+        obs, state, reward, terminated, truncated, info = self.env.step(key, state, action, params)
+        info = {**info, "final_observation": info["final_observation"].reshape(-1)}
+        return obs.reshape(-1), state, reward, terminated, truncated, info
+
+
+@struct.dataclass
+class EpisodeStatisticsState:
+    env_state: Any
+    episode_return: jax.Array  # running sum of the current episode
+    episode_length: jax.Array
+    returned_episode_return: jax.Array  # of the last finished episode (0 until one finishes)
+    returned_episode_length: jax.Array
+    has_finished: jax.Array  # bool: has any episode finished yet? Until then the two above are not real
+
+
+class EpisodeStatistics(Wrapper):
+    """Tracks undiscounted episode return and length. Adds to `info`: `episode_return`, `episode_length` (of the
+    last finished episode), `episode_done` (an episode ended at this step) and `has_finished`."""
+
+    def reset(self, key, params=None):
+        obs, env_state = self.env.reset(key, params)
+        zero_f, zero_i = jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32)
+        return obs, EpisodeStatisticsState(env_state, zero_f, zero_i, zero_f, zero_i, jnp.zeros((), bool))
+
+    def step(self, key, state, action, params=None):
+        obs, env_state, reward, terminated, truncated, info = self.env.step(key, state.env_state, action, params)
+        done = jnp.logical_or(terminated, truncated)
+        ep_return = state.episode_return + reward.astype(jnp.float32)
+        ep_length = state.episode_length + 1
+        new_state = EpisodeStatisticsState(
+            env_state=env_state,
+            episode_return=jnp.where(done, 0.0, ep_return),
+            episode_length=jnp.where(done, 0, ep_length),
+            returned_episode_return=jnp.where(done, ep_return, state.returned_episode_return),
+            returned_episode_length=jnp.where(done, ep_length, state.returned_episode_length),
+            has_finished=jnp.logical_or(state.has_finished, done),
+        )
+        info = {
+            **info,
+            "episode_return": new_state.returned_episode_return,
+            "episode_length": new_state.returned_episode_length,
+            "episode_done": done,
+            "has_finished": new_state.has_finished,
+        }
+        return obs, new_state, reward, terminated, truncated, info
+
+
+class VecEnv(Wrapper):
+    """`num_envs` copies stepped together: keys are split, states and actions gain a leading axis of `num_envs`,
+    and all copies share `params`. For a different `params` per copy, vmap the bare environment yourself."""
+
+    def __init__(self, env: Any, num_envs: int):
+        super().__init__(env)
+        if int(num_envs) < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        self.num_envs = int(num_envs)
+
+    def reset(self, key, params=None):
+        keys = jax.random.split(key, self.num_envs)
+        return jax.vmap(self.env.reset, in_axes=(0, None))(keys, params)
+
+    def step(self, key, state, action, params=None):
+        keys = jax.random.split(key, self.num_envs)
+        return jax.vmap(self.env.step, in_axes=(0, 0, 0, None))(keys, state, action, params)
+
+
+class ClipAction(Wrapper):
+    """Clips continuous actions into the action space's bounds before they reach the environment."""
+
+    def step(self, key, state, action, params=None):
+        space = self.env.action_space(params)
+        return self.env.step(key, state, jnp.clip(action, space.low, space.high), params)
+
+
+@struct.dataclass
+class NormalizeObservationState:
+    env_state: Any
+    obs_stats: RunningMeanStd
+
+
+class NormalizeObservation(Wrapper):
+    """Normalises observations by running mean and variance, updated with every observation it returns (all
+    leading axes, e.g. a VecEnv batch, count as samples). `final_observation` is normalised the same way, so a
+    value bootstrap sees what the network sees."""
+
+    def __init__(self, env: Any, clip: float | None = 10.0, eps: float = 1e-8):
+        super().__init__(env)
+        self.clip, self.eps = clip, eps
+
+    def _normalize(self, stats: RunningMeanStd, obs: jax.Array) -> jax.Array:
+        out = (obs - stats.mean) / jnp.sqrt(stats.var + self.eps)
+        return out if self.clip is None else jnp.clip(out, -self.clip, self.clip)
+
+    def reset(self, key, params=None):
+        obs, env_state = self.env.reset(key, params)
+        shape = tuple(self.env.observation_space(params).shape)
+        stats = update_running_stats(init_running_stats(shape), obs)
+        return self._normalize(stats, obs), NormalizeObservationState(env_state, stats)
+
+    def step(self, key, state, action, params=None):
+        obs, env_state, reward, terminated, truncated, info = self.env.step(key, state.env_state, action, params)
+        stats = update_running_stats(state.obs_stats, obs)
+        info = {**info, "final_observation": self._normalize(stats, info["final_observation"])}
+        return self._normalize(stats, obs), NormalizeObservationState(env_state, stats), reward, terminated, truncated, info
+
+
+@struct.dataclass
+class NormalizeRewardState:
+    env_state: Any
+    discounted_return: jax.Array  # per environment, reset at episode ends
+    return_stats: RunningMeanStd  # scalar statistics of the discounted return
+
+
+class NormalizeReward(Wrapper):
+    """Scales rewards by the running standard deviation of the discounted return (as in the published PPO
+    implementations); the mean is not subtracted, so the sign of a reward is kept."""
+
+    def __init__(self, env: Any, gamma: float, clip: float | None = 10.0, eps: float = 1e-8):
+        super().__init__(env)
+        self.gamma, self.clip, self.eps = gamma, clip, eps
+
+    def reset(self, key, params=None):
+        obs, env_state = self.env.reset(key, params)
+        obs_ndim = len(self.env.observation_space(params).shape)
+        batch_shape = jnp.shape(obs)[: jnp.ndim(obs) - obs_ndim]  # () for one env, (num_envs,) under VecEnv
+        state = NormalizeRewardState(env_state, jnp.zeros(batch_shape, jnp.float32), init_running_stats(()))
+        return obs, state
+
+    def step(self, key, state, action, params=None):
+        obs, env_state, reward, terminated, truncated, info = self.env.step(key, state.env_state, action, params)
+        discounted = state.discounted_return * self.gamma + reward
+        stats = update_running_stats(state.return_stats, discounted)
+        scaled = reward / jnp.sqrt(stats.var + self.eps)
+        if self.clip is not None:
+            scaled = jnp.clip(scaled, -self.clip, self.clip)
+        done = jnp.logical_or(terminated, truncated)
+        new_state = NormalizeRewardState(env_state, jnp.where(done, 0.0, discounted), stats)
+        return obs, new_state, scaled, terminated, truncated, info

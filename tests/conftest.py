@@ -1,0 +1,57 @@
+"""Shared helpers. Compiled functions are cached per (environment, length) so tests share compiles."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from jaxrl import envs
+
+
+def random_rollout(env, num_steps: int):
+    """A pure function (key, params) -> per-step record of a random-action rollout of one environment."""
+
+    def rollout(key, params):
+        reset_key, key = jax.random.split(key)
+        obs, state = env.reset(reset_key, params)
+
+        def body(carry, step_key):
+            obs, state = carry
+            act_key, env_key = jax.random.split(step_key)
+            action = env.action_space(params).sample(act_key)
+            next_obs, state, reward, terminated, truncated, info = env.step(env_key, state, action, params)
+            record = {
+                "obs": obs,
+                "action": action,
+                "reward": reward,
+                "terminated": terminated,
+                "truncated": truncated,
+                "next_obs": next_obs,
+                "final_obs": info["final_observation"],
+            }
+            return (next_obs, state), record
+
+        _, records = jax.lax.scan(body, (obs, state), jax.random.split(key, num_steps))
+        return records
+
+    return rollout
+
+
+@functools.lru_cache(maxsize=None)
+def compiled_rollouts(env_id: str, num_steps: int):
+    """(env, default params, jitted single rollout, jitted rollout vmapped over keys) for `env_id`."""
+    env, params = envs.make(env_id)
+    rollout = random_rollout(env, num_steps)
+    return env, params, jax.jit(rollout), jax.jit(jax.vmap(rollout, in_axes=(0, None)))
+
+
+def with_time_limit(params, limit: int):
+    return params.replace(max_steps_in_episode=jnp.asarray(limit, jnp.int32))
+
+
+@pytest.fixture
+def rollouts():
+    return compiled_rollouts

@@ -1,0 +1,38 @@
+"""A non-editable install maps envs/ and meta/ to jaxrl.envs and jaxrl.meta and installs no top-level
+`envs` or `meta` module (PyPI has a popular `envs`)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_wheel_layout_and_imports(tmp_path):
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"), str(ROOT)],
+        check=True, capture_output=True,
+    )
+    (wheel,) = (tmp_path / "dist").glob("jaxrl-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "jaxrl/envs/__init__.py" in names and "jaxrl/meta/__init__.py" in names and "jaxrl/cli.py" in names
+    top_level = {n.split("/")[0] for n in names if not n.startswith("jaxrl-")}
+    assert top_level == {"jaxrl"}, top_level
+    entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    assert "jaxrl = jaxrl.cli:main" in entry_points
+
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)], check=True)
+    code = (
+        "import jaxrl, jaxrl.envs, jaxrl.meta, importlib.util;"
+        "print(jaxrl.envs.__file__);"
+        "print(importlib.util.find_spec('envs'), importlib.util.find_spec('meta'))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(target)}, capture_output=True, text=True, check=True
+    ).stdout.split("\n")
+    assert out[0].startswith(str(target)), out
+    assert out[1] == "None None", out
