@@ -1,0 +1,108 @@
+"""Actor-critic networks: MLP and GRU torsos with categorical or Gaussian heads. The one place that touches
+distrax. Initialisation follows the published PPO implementations: orthogonal weights with gain sqrt(2) in the
+torso, 0.01 on the policy head and 1.0 on the value head, zero biases."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import distrax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu}
+
+
+def dense(features: int, gain: float) -> nn.Dense:
+    return nn.Dense(features, kernel_init=nn.initializers.orthogonal(gain), bias_init=nn.initializers.zeros)
+
+
+class MLP(nn.Module):
+    hidden: Sequence[int]
+    activation: str = "tanh"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for width in self.hidden:
+            x = ACTIVATIONS[self.activation](dense(width, np.sqrt(2))(x))
+        return x
+
+
+class PolicyHead(nn.Module):
+    """Categorical logits for `num_actions` > 0 discrete actions, else a diagonal Gaussian over `action_dim`
+    with a state-independent log standard deviation."""
+
+    num_actions: int
+    action_dim: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> distrax.Distribution:
+        if self.num_actions:
+            return distrax.Categorical(logits=dense(self.num_actions, 0.01)(x))
+        mean = dense(self.action_dim, 0.01)(x)
+        log_std = self.param("log_std", nn.initializers.zeros, (self.action_dim,))
+        return distrax.MultivariateNormalDiag(mean, jnp.exp(log_std))
+
+
+class ActorCritic(nn.Module):
+    """Separate actor and critic MLPs. obs: (..., obs_dim) -> (policy distribution, value (...,))."""
+
+    num_actions: int  # 0 for continuous actions
+    action_dim: int
+    actor_hidden: Sequence[int] = (64, 64)
+    critic_hidden: Sequence[int] = (64, 64)
+    activation: str = "tanh"
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> tuple[distrax.Distribution, jax.Array]:
+        pi = PolicyHead(self.num_actions, self.action_dim)(MLP(self.actor_hidden, self.activation)(obs))
+        value = dense(1, 1.0)(MLP(self.critic_hidden, self.activation)(obs))
+        return pi, value[..., 0]
+
+
+class ResetGRU(nn.Module):
+    """A GRU over time whose hidden state is zeroed where `reset` is true, before the step that sees it.
+
+    inputs: (T, B, F), resets: (T, B) bool, carry: (B, H) -> (new carry (B, H), outputs (T, B, H)).
+    """
+
+    hidden_size: int
+
+    @nn.compact
+    def __call__(self, carry: jax.Array, inputs: jax.Array, resets: jax.Array) -> tuple[jax.Array, jax.Array]:
+        cell = nn.GRUCell(self.hidden_size)
+
+        def step(cell, h, xs):
+            x, reset = xs
+            h = jnp.where(reset[:, None], jnp.zeros_like(h), h)
+            return cell(h, x)
+
+        scan = nn.scan(step, variable_broadcast="params", split_rngs={"params": False}, in_axes=0, out_axes=0)
+        return scan(cell, carry, (inputs, resets))
+
+
+class RecurrentActorCritic(nn.Module):
+    """Dense embedding -> GRU (reset at episode starts) -> actor and critic MLP heads.
+
+    obs: (T, B, obs_dim), resets: (T, B) -> (carry (B, H), policy over (T, B), value (T, B)).
+    """
+
+    num_actions: int
+    action_dim: int
+    hidden_size: int = 128
+    actor_hidden: Sequence[int] = (64,)
+    critic_hidden: Sequence[int] = (64,)
+    activation: str = "tanh"
+
+    @nn.compact
+    def __call__(self, carry: jax.Array, obs: jax.Array, resets: jax.Array):
+        x = ACTIVATIONS[self.activation](dense(self.hidden_size, np.sqrt(2))(obs))
+        carry, x = ResetGRU(self.hidden_size)(carry, x, resets)
+        pi = PolicyHead(self.num_actions, self.action_dim)(MLP(self.actor_hidden, self.activation)(x))
+        value = dense(1, 1.0)(MLP(self.critic_hidden, self.activation)(x))
+        return carry, pi, value[..., 0]
+
+    def initial_carry(self, batch_size: int) -> jax.Array:
+        return jnp.zeros((batch_size, self.hidden_size), jnp.float32)

@@ -1,0 +1,188 @@
+"""Policy objectives as drift functions (mirror learning).
+
+Every objective is a drift D(r, A) >= 0 with D = 0 and zero gradient at r = 1; the actor loss is
+
+    L_actor = -mean(r * A - D),    r = pi_new(a|s) / pi_old(a|s),  A the minibatch-normalised advantage.
+
+`make(name, **options)` returns an `Objective` with `init(key) -> params` and
+`drift(params, log_ratio, advantage, progress) -> D` (elementwise; `progress` = fraction of training done).
+Objective parameters (clip width, DPO's alpha and beta, LPO weights) live in the hyperparameter pytree, so a
+batch of different objectives of one kind trains in one vmapped program.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrl.envs.errors import InvalidChoiceError, invalid_choice
+
+LPO_OFFSET = 1e-4  # D = relu(f - offset): keeps D at exactly 0 (and flat) around r = 1
+PPO_INIT_CLIP = 0.2  # the fixed clip range of LPO's "PPO init"
+
+
+class Objective(NamedTuple):
+    name: str
+    options: dict
+    init: Callable[[jax.Array], Any]
+    drift: Callable[[Any, jax.Array, jax.Array, jax.Array], jax.Array]
+
+
+def ppo_clip_drift(params, log_ratio, advantage, progress):
+    ratio = jnp.exp(log_ratio)
+    eps = params["clip_eps"]
+    return jax.nn.relu((ratio - jnp.clip(ratio, 1.0 - eps, 1.0 + eps)) * advantage)
+
+
+def zero_drift(params, log_ratio, advantage, progress):
+    return jnp.zeros_like(log_ratio)
+
+
+def mdpo_drift(params, log_ratio, advantage, progress):
+    # KL(pi_new || pi_old) estimated under pi_old samples by (r - 1) - log r >= 0. The step size t_k is
+    # annealed as t_k = step_size * (1 - n/N), floored so the penalty stays finite at the end of training.
+    t_k = params["step_size"] * jnp.maximum(1.0 - progress, params["min_anneal"])
+    return (jnp.expm1(log_ratio) - log_ratio) / t_k
+
+
+def dpo_drift(params, log_ratio, advantage, progress):
+    alpha, beta = params["alpha"], params["beta"]
+    pos = (jnp.expm1(log_ratio)) * advantage
+    neg = log_ratio * advantage
+    drift_pos = jax.nn.relu(pos - alpha * jnp.tanh(pos / alpha))
+    drift_neg = jax.nn.relu(neg - beta * jnp.tanh(neg / beta))
+    return jnp.where(advantage >= 0, drift_pos, drift_neg)
+
+
+def lpo_features(log_ratio: jax.Array, advantage: jax.Array) -> jax.Array:
+    """The 8 LPO input features, each 0 at r = 1: (...,) -> (..., 8)."""
+    one_minus_r = -jnp.expm1(log_ratio)
+    l, a = log_ratio, advantage
+    return jnp.stack([l, l**2, one_minus_r, one_minus_r**2, a * l, a * l**2, a * one_minus_r, a * one_minus_r**2], -1)
+
+
+def _lpo_drift(temporal: bool, ppo_init: bool):
+    def drift(params, log_ratio, advantage, progress):
+        x = lpo_features(log_ratio, advantage)
+        if temporal:  # multiplying by x keeps every feature 0 at r = 1
+            x = jnp.concatenate([x, progress * x], -1)
+        f = (jnp.tanh(x @ params["w1"]) @ params["w2"])[..., 0]  # no biases: f = 0 at r = 1
+        if ppo_init:
+            f = f + ppo_clip_drift({"clip_eps": PPO_INIT_CLIP}, log_ratio, advantage, progress)
+        return jax.nn.relu(f - LPO_OFFSET)
+
+    return drift
+
+
+def _lpo_init(num_features: int, hidden: int, init_scale: float):
+    def init(key):
+        if init_scale == 0.0:  # the published search starts from phi = 0
+            return {"w1": jnp.zeros((num_features, hidden)), "w2": jnp.zeros((hidden, 1))}
+        k1, k2 = jax.random.split(key)
+        return {
+            "w1": init_scale * jax.random.normal(k1, (num_features, hidden)) / np.sqrt(num_features),
+            "w2": init_scale * jax.random.normal(k2, (hidden, 1)) / np.sqrt(hidden),
+        }
+
+    return init
+
+
+def _constant_init(**values: float):
+    return lambda key: {k: jnp.asarray(v, jnp.float32) for k, v in values.items()}
+
+
+def _make_ppo_clip(clip_eps: float = 0.2):
+    return _constant_init(clip_eps=clip_eps), ppo_clip_drift
+
+
+def _make_a2c():
+    return (lambda key: {}), zero_drift
+
+
+def _make_mdpo(step_size: float = 1.0, min_anneal: float = 0.05):
+    return _constant_init(step_size=step_size, min_anneal=min_anneal), mdpo_drift
+
+
+def _make_dpo(alpha: float = 2.0, beta: float = 0.6):
+    return _constant_init(alpha=alpha, beta=beta), dpo_drift
+
+
+def _make_lpo(hidden: int = 128, ppo_init: bool = False, init_scale: float = 0.0):
+    return _lpo_init(8, hidden, init_scale), _lpo_drift(False, ppo_init)
+
+
+def _make_ta_lpo(hidden: int = 128, ppo_init: bool = False, init_scale: float = 0.0):
+    return _lpo_init(16, hidden, init_scale), _lpo_drift(True, ppo_init)
+
+
+_BUILDERS = {
+    "ppo_clip": _make_ppo_clip,
+    "a2c": _make_a2c,
+    "mdpo": _make_mdpo,
+    "dpo": _make_dpo,
+    "lpo": _make_lpo,
+    "ta_lpo": _make_ta_lpo,
+}
+NAMES = tuple(_BUILDERS)
+LEARNED = ("lpo", "ta_lpo")
+
+
+def make(name: str, **options: Any) -> Objective:
+    """Build an objective by name; options are the builder's keywords (e.g. `make("lpo", ppo_init=True)`)."""
+    if name not in _BUILDERS:
+        raise invalid_choice("objective", name, NAMES)
+    try:
+        init, drift = _BUILDERS[name](**options)
+    except TypeError:
+        import inspect
+
+        valid = list(inspect.signature(_BUILDERS[name]).parameters)
+        bad = sorted(set(options) - set(valid))
+        raise InvalidChoiceError(f"unknown option(s) {bad} for objective {name!r}; valid: {valid}") from None
+    return Objective(name, dict(options), init, drift)
+
+
+def save(path: str | os.PathLike, objective: Objective, params: Any) -> None:
+    """Write an objective (name, options, parameters) to an .npz file, atomically."""
+    leaves = {f"param/{k}": np.asarray(v) for k, v in params.items()}
+    meta = json.dumps({"name": objective.name, "options": objective.options})
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".npz.tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, __objective__=np.asarray(meta), **leaves)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def load(path: str | os.PathLike) -> tuple[Objective, dict]:
+    """Read a file written by `save`: returns (objective, params)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["__objective__"]))
+            params = {k.split("/", 1)[1]: jnp.asarray(data[k]) for k in data.files if k.startswith("param/")}
+    except (OSError, ValueError, KeyError) as err:
+        raise InvalidChoiceError(f"cannot read objective file {str(path)!r}: {err}") from None
+    objective = make(meta["name"], **meta["options"])
+    expected = jax.tree.map(jnp.shape, objective.init(jax.random.key(0)))
+    if jax.tree.map(jnp.shape, params) != expected:
+        raise InvalidChoiceError(f"objective file {str(path)!r} has parameter shapes that do not match {meta}")
+    return objective, params
+
+
+def resolve(spec: str, **options: Any) -> tuple[Objective, dict | None]:
+    """A name (-> objective, None: use its init) or a path to a saved objective (-> objective, its params)."""
+    if spec in _BUILDERS:
+        return make(spec, **options), None
+    if spec.endswith(".npz") or os.path.exists(spec):
+        return load(spec)
+    raise invalid_choice("objective", spec, NAMES)
