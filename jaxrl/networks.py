@@ -106,3 +106,20 @@ class RecurrentActorCritic(nn.Module):
 
     def initial_carry(self, batch_size: int) -> jax.Array:
         return jnp.zeros((batch_size, self.hidden_size), jnp.float32)
+
+
+def policy_noise(key: jax.Array, batch_shape: tuple[int, ...], num_actions: int, action_dim: int) -> jax.Array:
+    """All the randomness a rollout's action sampling needs, drawn in one call (cheaper than a draw per step):
+    Gumbel noise (*batch_shape, num_actions) for categorical policies, standard normal (*batch_shape,
+    action_dim) for Gaussian ones."""
+    if num_actions:
+        return jax.random.gumbel(key, batch_shape + (num_actions,))
+    return jax.random.normal(key, batch_shape + (action_dim,))
+
+
+def sample_with_noise(pi: distrax.Distribution, noise: jax.Array) -> jax.Array:
+    """A sample of `pi` from noise made by `policy_noise` (Gumbel-max for categorical, location-scale for
+    Gaussian): the same distribution as `pi.sample`."""
+    if isinstance(pi, distrax.Categorical):
+        return jnp.argmax(pi.logits + noise, axis=-1)
+    return pi.loc + pi.scale_diag * noise

@@ -11,6 +11,7 @@ changes a shape is in `PPOConfig`; everything else is an array in `PPOHparams`, 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -22,7 +23,7 @@ from flax import struct
 
 from jaxrl import envs, objectives
 from jaxrl.envs.errors import InvalidChoiceError, invalid_choice
-from jaxrl.networks import ACTIVATIONS, ActorCritic, RecurrentActorCritic
+from jaxrl.networks import ACTIVATIONS, ActorCritic, RecurrentActorCritic, policy_noise, sample_with_noise
 from jaxrl.returns import gae
 
 CONTINUOUS_ACTIONS = ("clip", "tanh")
@@ -221,22 +222,23 @@ def make_agent(config: PPOConfig) -> PPOAgent:
             update=jnp.zeros((), jnp.int32),
         )
 
-    def rollout_step(carry: PPOCarry, _):
-        key, act_key, step_key = jax.random.split(carry.key, 3)
-        hidden, pi, value = apply_seq(carry.params, carry.hidden, carry.obs[None], carry.episode_start[None])
-        action = pi.sample(seed=act_key)
+    def rollout_step(params, state, xs):
+        """One environment step for every environment. state: (env_state, obs, hidden, episode_start)."""
+        env_state, obs, hidden, episode_start = state
+        noise, step_key = xs
+        hidden, pi, value = apply_seq(params, hidden, obs[None], episode_start[None])
+        action = sample_with_noise(pi, noise[None])
         log_prob = pi.log_prob(action)
         action, log_prob, value = action[0], log_prob[0], value[0]
-        obs, env_state, reward, terminated, truncated, info = env.step(step_key, carry.env_state, to_env_action(action), env_params)
+        next_obs, env_state, reward, terminated, truncated, info = env.step(step_key, env_state, to_env_action(action), env_params)
         done = jnp.logical_or(terminated, truncated)
         transition = Transition(
-            obs=carry.obs, action=action, log_prob=log_prob, value=value, reward=reward,
-            terminated=terminated, done=done, episode_start=carry.episode_start,
+            obs=obs, action=action, log_prob=log_prob, value=value, reward=reward,
+            terminated=terminated, done=done, episode_start=episode_start,
             final_obs=info["final_observation"], hidden_after=hidden,
             episode_return=info["episode_return"], episode_done=info["episode_done"],
         )
-        carry = carry.replace(env_state=env_state, obs=obs, hidden=hidden, episode_start=done, key=key)
-        return carry, transition
+        return (env_state, next_obs, hidden, done), transition
 
     def loss_fn(params, hparams: PPOHparams, batch, progress):
         hidden0, traj, advantages, targets = batch
@@ -266,13 +268,28 @@ def make_agent(config: PPOConfig) -> PPOAgent:
 
     def update(carry: PPOCarry, hparams: PPOHparams) -> tuple[PPOCarry, dict]:
         hidden0 = carry.hidden
-        carry, traj = jax.lax.scan(rollout_step, carry, None, config.num_steps)
+        key, noise_key, rollout_key = jax.random.split(carry.key, 3)
+        noise = policy_noise(noise_key, (config.num_steps, config.num_envs), num_actions, action_dim)
+        xs = (noise, jax.random.split(rollout_key, config.num_steps))
+        state = (carry.env_state, carry.obs, carry.hidden, carry.episode_start)
+        state, traj = jax.lax.scan(functools.partial(rollout_step, carry.params), state, xs)
+        env_state, obs, hidden, episode_start = state
+        carry = carry.replace(env_state=env_state, obs=obs, hidden=hidden, episode_start=episode_start)
 
-        # Values of the observations that followed each step, before any auto-reset (see returns.gae).
+        # Values of the observations that followed each step, before any auto-reset (see returns.gae). A
+        # feed-forward critic is also evaluated here for the rollout's own observations: one batched pass is
+        # cheaper than a critic call per step (XLA drops the unused per-step critic).
         flat = lambda x: x.reshape((1, config.batch_size) + x.shape[2:])
-        _, _, next_values = apply_seq(
-            carry.params, flat(traj.hidden_after)[0], flat(traj.final_obs), jnp.zeros((1, traj.done.size), bool)
-        )
+        if config.recurrent:
+            _, _, next_values = apply_seq(
+                carry.params, flat(traj.hidden_after)[0], flat(traj.final_obs), jnp.zeros((1, config.batch_size), bool)
+            )
+            values = traj.value
+        else:
+            both = jnp.concatenate([flat(traj.obs), flat(traj.final_obs)], axis=1)
+            _, _, both_values = apply_seq(carry.params, None, both, None)
+            values, next_values = both_values[0, : config.batch_size], both_values[0, config.batch_size :]
+            traj = traj._replace(value=values.reshape(traj.value.shape))
         next_values = next_values.reshape(traj.value.shape)
         advantages, targets = gae(traj.reward, traj.value, next_values, traj.terminated, traj.done, hparams.gamma, hparams.gae_lambda)
 
@@ -299,8 +316,8 @@ def make_agent(config: PPOConfig) -> PPOAgent:
 
             return jax.lax.scan(minibatch, state, perm)
 
-        key, *epoch_keys = jax.random.split(carry.key, config.update_epochs + 1)
-        (params, opt_state), stats = jax.lax.scan(epoch, (carry.params, carry.opt_state), jnp.stack(epoch_keys))
+        epoch_keys = jax.random.split(key, config.update_epochs)
+        (params, opt_state), stats = jax.lax.scan(epoch, (carry.params, carry.opt_state), epoch_keys)
 
         finished = traj.episode_done.sum()
         metrics = {k: v.mean() for k, v in stats.items()}
