@@ -122,13 +122,30 @@ class Transition(NamedTuple):
     episode_done: jax.Array
 
 
+class Batch(NamedTuple):
+    """One update's data: the rollout (T, N) with its advantages and targets, and the hidden state it began in."""
+
+    hidden0: jax.Array  # (num_envs, gru_size or 0)
+    traj: Transition
+    advantages: jax.Array
+    targets: jax.Array
+    epoch_key: jax.Array  # shuffles the minibatches
+
+
+def _flat(x: jax.Array) -> jax.Array:
+    """(T, N, ...) -> (1, T * N, ...): a feed-forward batch as T * N length-1 sequences."""
+    return x.reshape((1, x.shape[0] * x.shape[1]) + x.shape[2:])
+
+
 class PPOAgent(NamedTuple):
     config: PPOConfig
     env: Any
     env_params: Any
     default_hparams: Callable[[], PPOHparams]
     init: Callable[[jax.Array, PPOHparams], PPOCarry]
-    update: Callable[[PPOCarry, PPOHparams], tuple[PPOCarry, dict]]
+    update: Callable[[PPOCarry, PPOHparams], tuple[PPOCarry, dict]]  # collect, then learn
+    collect: Callable[[PPOCarry, PPOHparams], tuple[PPOCarry, Batch]]
+    learn: Callable[[PPOCarry, Batch, PPOHparams], tuple[PPOCarry, dict]]
     evaluate: Callable[[PPOCarry, jax.Array], jax.Array]
     train: Callable[[jax.Array, PPOHparams], tuple[PPOCarry, dict]]
     num_updates: int
@@ -266,40 +283,43 @@ def make_agent(config: PPOConfig) -> PPOAgent:
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
-    def update(carry: PPOCarry, hparams: PPOHparams) -> tuple[PPOCarry, dict]:
+    def collect(carry: PPOCarry, hparams: PPOHparams) -> tuple[PPOCarry, Batch]:
+        """Roll the current policy out for `num_steps` steps and compute advantages and value targets."""
         hidden0 = carry.hidden
-        key, noise_key, rollout_key = jax.random.split(carry.key, 3)
+        key, noise_key, rollout_key, epoch_key = jax.random.split(carry.key, 4)
         noise = policy_noise(noise_key, (config.num_steps, config.num_envs), num_actions, action_dim)
         xs = (noise, jax.random.split(rollout_key, config.num_steps))
         state = (carry.env_state, carry.obs, carry.hidden, carry.episode_start)
         state, traj = jax.lax.scan(functools.partial(rollout_step, carry.params), state, xs)
         env_state, obs, hidden, episode_start = state
-        carry = carry.replace(env_state=env_state, obs=obs, hidden=hidden, episode_start=episode_start)
+        carry = carry.replace(env_state=env_state, obs=obs, hidden=hidden, episode_start=episode_start, key=key)
 
         # Values of the observations that followed each step, before any auto-reset (see returns.gae). A
         # feed-forward critic is also evaluated here for the rollout's own observations: one batched pass is
         # cheaper than a critic call per step (XLA drops the unused per-step critic).
-        flat = lambda x: x.reshape((1, config.batch_size) + x.shape[2:])
         if config.recurrent:
             _, _, next_values = apply_seq(
-                carry.params, flat(traj.hidden_after)[0], flat(traj.final_obs), jnp.zeros((1, config.batch_size), bool)
+                carry.params, _flat(traj.hidden_after)[0], _flat(traj.final_obs), jnp.zeros((1, config.batch_size), bool)
             )
-            values = traj.value
         else:
-            both = jnp.concatenate([flat(traj.obs), flat(traj.final_obs)], axis=1)
+            both = jnp.concatenate([_flat(traj.obs), _flat(traj.final_obs)], axis=1)
             _, _, both_values = apply_seq(carry.params, None, both, None)
             values, next_values = both_values[0, : config.batch_size], both_values[0, config.batch_size :]
             traj = traj._replace(value=values.reshape(traj.value.shape))
         next_values = next_values.reshape(traj.value.shape)
         advantages, targets = gae(traj.reward, traj.value, next_values, traj.terminated, traj.done, hparams.gamma, hparams.gae_lambda)
+        return carry, Batch(hidden0, traj, advantages, targets, epoch_key)
 
+    def learn(carry: PPOCarry, batch: Batch, hparams: PPOHparams) -> tuple[PPOCarry, dict]:
+        """`update_epochs` passes of `num_minibatches` gradient steps over `batch`; returns per-update means."""
         # Minibatches split axis 1 of (time, column) arrays. Feed-forward: every sample is its own column of a
         # length-1 sequence; recurrent: every environment is a column, whole sequences stay together.
         if config.recurrent:
-            columns = (hidden0, traj, advantages, targets)
+            hidden0, traj, advantages, targets = batch.hidden0, batch.traj, batch.advantages, batch.targets
         else:
-            columns = (jnp.zeros((config.batch_size, 0)), jax.tree.map(flat, traj), flat(advantages), flat(targets))
-        num_columns = columns[2].shape[1]
+            hidden0 = jnp.zeros((config.batch_size, 0))
+            traj, advantages, targets = jax.tree.map(_flat, (batch.traj, batch.advantages, batch.targets))
+        num_columns = advantages.shape[1]
         progress = carry.update.astype(jnp.float32) / num_updates
         optimizer = make_optimizer(hparams)
 
@@ -308,24 +328,27 @@ def make_agent(config: PPOConfig) -> PPOAgent:
 
             def minibatch(state, idx):
                 params, opt_state = state
-                batch = (columns[0][idx], jax.tree.map(lambda x: x[:, idx], columns[1]), columns[2][:, idx], columns[3][:, idx])
-                (loss, stats), grads = grad_fn(params, hparams, batch, progress)
+                mb = (hidden0[idx], jax.tree.map(lambda x: x[:, idx], traj), advantages[:, idx], targets[:, idx])
+                (loss, stats), grads = grad_fn(params, hparams, mb, progress)
                 updates, opt_state = optimizer.update(grads, opt_state, params)
                 params = optax.apply_updates(params, updates)
                 return (params, opt_state), {**stats, "loss": loss, "grad_norm": optax.global_norm(grads)}
 
             return jax.lax.scan(minibatch, state, perm)
 
-        epoch_keys = jax.random.split(key, config.update_epochs)
+        epoch_keys = jax.random.split(batch.epoch_key, config.update_epochs)
         (params, opt_state), stats = jax.lax.scan(epoch, (carry.params, carry.opt_state), epoch_keys)
 
-        finished = traj.episode_done.sum()
+        finished = batch.traj.episode_done.sum()
         metrics = {k: v.mean() for k, v in stats.items()}
-        metrics["episode_return"] = (traj.episode_return * traj.episode_done).sum() / jnp.maximum(finished, 1)
+        metrics["episode_return"] = (batch.traj.episode_return * batch.traj.episode_done).sum() / jnp.maximum(finished, 1)
         metrics["episode_return_valid"] = finished > 0
         metrics["episodes"] = finished
-        carry = carry.replace(params=params, opt_state=opt_state, key=key, update=carry.update + 1)
-        return carry, metrics
+        return carry.replace(params=params, opt_state=opt_state, update=carry.update + 1), metrics
+
+    def update(carry: PPOCarry, hparams: PPOHparams) -> tuple[PPOCarry, dict]:
+        carry, batch = collect(carry, hparams)
+        return learn(carry, batch, hparams)
 
     eval_limit = int(getattr(env_params, "max_steps_in_episode", 1000))
     eval_env = envs.VecEnv(base_env, config.eval_episodes)
@@ -363,7 +386,7 @@ def make_agent(config: PPOConfig) -> PPOAgent:
         metrics["final_return"] = evaluate(carry, eval_key)
         return carry, metrics
 
-    return PPOAgent(config, env, env_params, default_hparams, init, update, evaluate, train, num_updates)
+    return PPOAgent(config, env, env_params, default_hparams, init, update, collect, learn, evaluate, train, num_updates)
 
 
 def _find_obs_stats(env_state: Any):

@@ -1,0 +1,53 @@
+"""GAE against a plain NumPy reference with terminations and truncations inside one rollout."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrl.returns import gae
+
+
+def numpy_gae(rewards, values, final_values, last_value, terminated, truncated, gamma, lam):
+    """Textbook per-environment loop. final_values[t] is V(final observation at t); at the last step of the
+    rollout with no episode end, the bootstrap is last_value (= V of the next observation)."""
+    T, N = rewards.shape
+    adv = np.zeros((T, N))
+    for n in range(N):
+        running = 0.0
+        for t in reversed(range(T)):
+            if terminated[t, n]:
+                next_v, running = 0.0, 0.0
+            elif truncated[t, n]:
+                next_v, running = final_values[t, n], 0.0
+            else:
+                next_v = values[t + 1, n] if t + 1 < T else last_value[n]
+            delta = rewards[t, n] + gamma * next_v - values[t, n]
+            running = delta + gamma * lam * running
+            adv[t, n] = running
+    return adv, adv + values
+
+
+def test_gae_matches_numpy_with_truncation_and_termination():
+    rng = np.random.default_rng(0)
+    T, N, gamma, lam = 12, 3, 0.97, 0.9
+    rewards = rng.normal(size=(T, N))
+    values = rng.normal(size=(T, N))
+    final_values = rng.normal(size=(T, N))
+    last_value = rng.normal(size=N)
+    terminated = np.zeros((T, N), bool)
+    truncated = np.zeros((T, N), bool)
+    terminated[3, 0] = terminated[9, 1] = True
+    truncated[6, 0] = truncated[2, 2] = truncated[T - 1, 1] = True
+    done = terminated | truncated
+    # What the agent passes: V(final observation) everywhere, which is V(s_{t+1}) where nothing ended.
+    next_values = np.where(done, final_values, np.vstack([values[1:], last_value[None]]))
+    adv, targets = gae(
+        jnp.asarray(rewards), jnp.asarray(values), jnp.asarray(next_values), jnp.asarray(terminated), jnp.asarray(done), gamma, lam
+    )
+    ref_adv, ref_targets = numpy_gae(rewards, values, final_values, last_value, terminated, truncated, gamma, lam)
+    np.testing.assert_allclose(adv, ref_adv, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(targets, ref_targets, rtol=1e-5, atol=1e-5)
+    # The truncated step bootstraps (its target depends on the final value); the terminated one does not.
+    assert abs(ref_adv[6, 0] - (rewards[6, 0] + gamma * final_values[6, 0] - values[6, 0])) < 1e-9
+    assert abs(ref_adv[3, 0] - (rewards[3, 0] - values[3, 0])) < 1e-9
