@@ -15,8 +15,34 @@ import numpy as np
 ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu}
 
 
+def orthogonal(gain: float):
+    """Orthogonal initialiser (a Haar-random matrix times `gain`), the same distribution as flax's.
+
+    flax's version calls LAPACK's QR, whose batched form (what a vmap over seeds makes) can deadlock the CPU
+    thread pool (seen with jaxlib 0.10 on 2 cores); Gram-Schmidt in plain jnp gives the same Q (R's diagonal
+    positive) with no LAPACK call.
+    """
+
+    def init(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
+        n_rows, n_cols = int(np.prod(shape[:-1])), shape[-1]
+        tall, short = max(n_rows, n_cols), min(n_rows, n_cols)
+        a = jax.random.normal(key, (tall, short), jnp.float32)
+
+        def column(j, q):
+            v = a[:, j]
+            for _ in range(2):  # re-orthogonalise once: classical Gram-Schmidt twice is as stable as QR here
+                v = v - q @ (q.T @ v)
+            return q.at[:, j].set(v / jnp.linalg.norm(v))
+
+        q = jax.lax.fori_loop(0, short, column, jnp.zeros((tall, short), jnp.float32))
+        q = q if n_rows >= n_cols else q.T
+        return (gain * q).reshape(shape).astype(dtype)
+
+    return init
+
+
 def dense(features: int, gain: float) -> nn.Dense:
-    return nn.Dense(features, kernel_init=nn.initializers.orthogonal(gain), bias_init=nn.initializers.zeros)
+    return nn.Dense(features, kernel_init=orthogonal(gain), bias_init=nn.initializers.zeros)
 
 
 class MLP(nn.Module):

@@ -396,6 +396,10 @@ def _find_obs_stats(env_state: Any):
     return env_state.obs_stats
 
 
+# The names the CLI and the runner look up on every algorithm module.
+Config, Hparams = PPOConfig, PPOHparams
+
+
 def make_train(config: PPOConfig) -> Callable[[jax.Array, PPOHparams], tuple[PPOCarry, dict]]:
     """`train(key, hparams) -> (final carry, metrics)`; metrics are per-update arrays plus `final_return`."""
     return make_agent(config).train

@@ -1,0 +1,56 @@
+"""Final-return mean and spread of several objectives on several environments (each objective x environment is
+one vmapped program over all seeds). Prints a table; budgets are command-line choices, reported with it.
+
+    python experiments/compare_objectives.py --envs CartPole-v1,Acrobot-v1 --seeds 16
+"""
+
+import argparse
+import time
+
+import jax
+import numpy as np
+
+from jaxrl.agents.ppo import PPOConfig, make_agent
+
+# Per-environment settings that fit a 2-core CPU. A2C always runs as one epoch over one minibatch.
+SETTINGS = {
+    "CartPole-v1": dict(total_timesteps=500_000),
+    "Acrobot-v1": dict(total_timesteps=500_000),
+    "Breakout-MinAtar": dict(total_timesteps=1_000_000, num_envs=64, num_steps=32, num_minibatches=8, activation="relu"),
+    "SpaceInvaders-MinAtar": dict(total_timesteps=1_000_000, num_envs=64, num_steps=32, num_minibatches=8, activation="relu"),
+    "Pendulum-v1": dict(total_timesteps=500_000, num_envs=16, num_steps=128, normalize_obs=True, normalize_reward=True, anneal_lr=False, eval_episodes=32),
+    "brax/hopper": dict(total_timesteps=1_000_000, num_envs=64, num_steps=64, num_minibatches=8, normalize_obs=True, normalize_reward=True, eval_episodes=16),
+}
+LR = {"Breakout-MinAtar": 5e-4, "SpaceInvaders-MinAtar": 5e-4, "Pendulum-v1": 3e-4, "brax/hopper": 3e-4}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--envs", default="CartPole-v1,Acrobot-v1")
+    parser.add_argument("--objectives", default="ppo_clip,a2c,mdpo,dpo")
+    parser.add_argument("--seeds", type=int, default=16)
+    args = parser.parse_args()
+    keys = jax.vmap(jax.random.key)(np.arange(args.seeds))
+    print(f"{'environment':<22} {'objective':<9} {'steps':>10} {'mean':>8} {'std':>7} {'median':>8} {'min':>8} {'max':>8}  time")
+    for env_id in args.envs.split(","):
+        for name in args.objectives.split(","):
+            settings = dict(SETTINGS.get(env_id, {}), env_id=env_id, objective=name)
+            if name == "a2c":
+                settings.update(update_epochs=1, num_minibatches=1)
+            agent = make_agent(PPOConfig(**settings))
+            hp = agent.default_hparams()
+            if env_id in LR:
+                hp = hp.replace(lr=np.float32(LR[env_id]))
+            start = time.perf_counter()
+            _, metrics = jax.jit(jax.vmap(agent.train, in_axes=(0, None)))(keys, hp)
+            final = np.asarray(jax.block_until_ready(metrics["final_return"]))
+            steps = agent.num_updates * agent.config.batch_size
+            print(
+                f"{env_id:<22} {name:<9} {steps:>10,} {final.mean():8.1f} {final.std():7.1f} {np.median(final):8.1f} "
+                f"{final.min():8.1f} {final.max():8.1f}  {time.perf_counter() - start:5.0f} s",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()

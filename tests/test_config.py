@@ -1,0 +1,57 @@
+"""Settings: the shipped CartPole config equals the defaults; bad settings give one clear error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax.numpy as jnp
+import pytest
+
+from jaxrl.agents.ppo import PPOConfig, PPOHparams
+from jaxrl.config import apply_overrides, build, load_yaml, parse_assignment
+from jaxrl.envs import InvalidChoiceError
+
+CONFIGS = Path(__file__).resolve().parents[1] / "experiments" / "configs"
+
+
+def test_shipped_cartpole_config_is_the_default():
+    config, overrides = build(PPOConfig, PPOHparams, load_yaml(CONFIGS / "ppo_cartpole.yaml"))
+    assert config == PPOConfig()
+    default = PPOHparams(objective={"clip_eps": 0.2})
+    hp = apply_overrides(default, overrides)
+    for name in ("lr", "gamma", "gae_lambda", "value_clip_eps", "ent_coef", "vf_coef", "max_grad_norm"):
+        assert float(getattr(hp, name)) == pytest.approx(float(getattr(default, name))), name
+    assert float(hp.objective["clip_eps"]) == pytest.approx(0.2)
+
+
+def test_assignments_are_typed():
+    assert parse_assignment("lr=3e-4") == ("lr", 3e-4)
+    assert parse_assignment("actor_hidden=[32, 32]") == ("actor_hidden", [32, 32])
+    config, overrides = build(PPOConfig, PPOHparams, dict([parse_assignment("actor_hidden=[32,32]"), parse_assignment("normalize_obs=true"), parse_assignment("lr=1e-3")]))
+    assert config.actor_hidden == (32, 32) and config.normalize_obs is True
+    assert overrides == {"lr": 1e-3}
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"lrr": 1.0}, "unknown setting 'lrr'; closest: lr"),
+        ({"num_envs": "four"}, "num_envs must be an integer, got 'four'"),
+        ({"normalize_obs": 1}, "normalize_obs must be true or false"),
+        ({"lr": "fast"}, "hyperparameter lr must be a number"),
+    ],
+)
+def test_bad_settings(settings, message):
+    with pytest.raises(InvalidChoiceError, match=message):
+        build(PPOConfig, PPOHparams, settings)
+
+
+def test_bad_objective_parameter_and_files(tmp_path):
+    with pytest.raises(InvalidChoiceError, match="unknown objective parameter 'eps'; closest: clip_eps"):
+        apply_overrides(PPOHparams(objective={"clip_eps": jnp.float32(0.2)}), {"objective.eps": 0.1})
+    with pytest.raises(InvalidChoiceError, match="cannot read config file"):
+        load_yaml(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [1, 2\n")
+    with pytest.raises(InvalidChoiceError, match="not valid YAML"):
+        load_yaml(bad)
