@@ -7,12 +7,16 @@ for several numbers of vmapped seeds. Prints its figures; asserts nothing.
 import argparse
 import time
 
-import jax
-import numpy as np
+from jaxrl.devices import use_all_cpu_cores
 
-from jaxrl.agents.ppo import PPOConfig, make_agent
-from jaxrl.config import apply_overrides, build, load_yaml
-from jaxrl.agents.ppo import PPOHparams
+use_all_cpu_cores()  # before JAX starts: one device per core, seeds sharded across them
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from jaxrl.agents.ppo import PPOConfig, PPOHparams, make_agent  # noqa: E402
+from jaxrl.config import apply_overrides, build, load_yaml  # noqa: E402
+from jaxrl.devices import run_devices, shard_runs  # noqa: E402
 
 
 def main() -> None:
@@ -26,7 +30,7 @@ def main() -> None:
     steps_per_seed = agent.num_updates * config.batch_size
     print(f"{config.env_id}, {steps_per_seed:,} steps per seed, {jax.device_count()} {jax.devices()[0].platform} device(s)")
     for n in map(int, args.seeds.split(",")):
-        keys = jax.vmap(jax.random.key)(np.arange(n))
+        keys = shard_runs(jax.vmap(jax.random.key)(np.arange(n)), n)
         fn = jax.jit(agent.train) if n == 1 else jax.jit(jax.vmap(agent.train, in_axes=(0, None)))
         call_keys = keys[0] if n == 1 else keys
         start = time.perf_counter()
@@ -37,7 +41,7 @@ def main() -> None:
         final = np.atleast_1d(np.asarray(jax.block_until_ready(metrics["final_return"])))
         run_s = time.perf_counter() - start
         print(
-            f"seeds {n:>4}: compile {compile_s:5.1f} s  run {run_s:6.1f} s  {n * steps_per_seed / run_s:>10,.0f} steps/s  "
+            f"seeds {n:>4} on {len(run_devices(n))} device(s): compile {compile_s:5.1f} s  run {run_s:6.1f} s  {n * steps_per_seed / run_s:>10,.0f} steps/s  "
             f"final return mean {final.mean():6.1f}  min {final.min():6.1f}  >=475: {np.mean(final >= 475):.0%}",
             flush=True,
         )

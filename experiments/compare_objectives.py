@@ -7,10 +7,15 @@ one vmapped program over all seeds). Prints a table; budgets are command-line ch
 import argparse
 import time
 
-import jax
-import numpy as np
+from jaxrl.devices import use_all_cpu_cores
 
-from jaxrl.agents.ppo import PPOConfig, make_agent
+use_all_cpu_cores()  # before JAX starts: one device per core, seeds sharded across them
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from jaxrl.agents.ppo import PPOConfig, make_agent  # noqa: E402
+from jaxrl.devices import shard_runs  # noqa: E402
 
 # Per-environment settings that fit a 2-core CPU. A2C always runs as one epoch over one minibatch.
 SETTINGS = {
@@ -30,7 +35,7 @@ def main() -> None:
     parser.add_argument("--objectives", default="ppo_clip,a2c,mdpo,dpo")
     parser.add_argument("--seeds", type=int, default=16)
     args = parser.parse_args()
-    keys = jax.vmap(jax.random.key)(np.arange(args.seeds))
+    keys = shard_runs(jax.vmap(jax.random.key)(np.arange(args.seeds)), args.seeds)
     print(f"{'environment':<22} {'objective':<9} {'steps':>10} {'mean':>8} {'std':>7} {'median':>8} {'min':>8} {'max':>8}  time")
     for env_id in args.envs.split(","):
         for name in args.objectives.split(","):

@@ -62,8 +62,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     agent = algo.make_agent(config)
     hparams = apply_overrides(agent.default_hparams(), overrides)
 
-    keys = jax.vmap(jax.random.key)(np.arange(args.seed, args.seed + seeds))
-    print(f"{args.algo} on {config.env_id}: {seeds} seed(s) x {agent.num_updates * config.batch_size:,} steps, objective {config.objective}", flush=True)
+    from jaxrl.devices import run_devices, shard_runs
+
+    keys = shard_runs(jax.vmap(jax.random.key)(np.arange(args.seed, args.seed + seeds)), seeds)
+    print(
+        f"{args.algo} on {config.env_id}: {seeds} seed(s) x {agent.num_updates * config.batch_size:,} steps, "
+        f"objective {config.objective}, on {len(run_devices(seeds))} {jax.devices()[0].platform} device(s)",
+        flush=True,
+    )
     start = time.perf_counter()
     train = jax.jit(jax.vmap(agent.train, in_axes=(0, None))).lower(keys, hparams).compile()
     compile_s = time.perf_counter() - start
@@ -118,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from jaxrl.devices import use_all_cpu_cores
+
+    use_all_cpu_cores()  # before anything starts JAX
     parser = build_parser()
     args = parser.parse_args(argv)  # argparse itself exits 2 with one line on bad flags
     from jaxrl.envs.errors import InvalidChoiceError
