@@ -36,61 +36,166 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
-    import time
-
-    import jax
-    import numpy as np
-
+def _resolve_plan(algo_name: str | None, settings: dict, args: argparse.Namespace):
+    """Settings + flags -> (RunPlan, agent, base hyperparameter overrides); validates everything before any
+    file is touched."""
     from jaxrl.agents import ALGORITHMS
-    from jaxrl.config import apply_overrides, build, load_yaml, parse_assignment
+    from jaxrl.config import build, parse_assignment
     from jaxrl.envs.errors import InvalidChoiceError, invalid_choice
+    from jaxrl.runner import OBJECTIVE_KEY, RunPlan
 
-    if args.algo not in ALGORITHMS:
-        raise invalid_choice("algorithm", args.algo, ALGORITHMS)
-    algo = ALGORITHMS[args.algo]
-    settings = load_yaml(args.config) if args.config else {}
-    if settings.get("algorithm", args.algo) != args.algo:
-        raise InvalidChoiceError(f"config file {args.config!r} is for algorithm {settings['algorithm']!r}, not {args.algo!r}")
+    algo_name = algo_name or settings.get("algorithm")
+    if algo_name is None:
+        raise InvalidChoiceError("no algorithm given: name one (jaxrl train ppo ...) or set `algorithm:` in the config")
+    if algo_name not in ALGORITHMS:
+        raise invalid_choice("algorithm", algo_name, ALGORITHMS)
+    if settings.get("algorithm", algo_name) != algo_name:
+        raise InvalidChoiceError(f"the config is for algorithm {settings['algorithm']!r}, not {algo_name!r}")
+    algo = ALGORITHMS[algo_name]
     flags = {"env_id": args.env, "total_timesteps": args.steps, "objective": args.objective, "seeds": args.seeds}
-    settings.update({k: v for k, v in flags.items() if v is not None})
+    settings = {**settings, **{k: v for k, v in flags.items() if v is not None}}
     settings.update(parse_assignment(text) for text in args.set)
-    seeds = settings.get("seeds", 1)
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+
+    sweep = dict(settings.pop("sweep", None) or {})
+    for text in args.sweep:
+        key, sep, values = text.partition("=")
+        if not sep or not values:
+            raise InvalidChoiceError(f"expected --sweep KEY=V1,V2,..., got {text!r}")
+        sweep[key.strip()] = [parse_assignment(f"{key}={v}")[1] for v in values.split(",")]
+    for key, values in sweep.items():
+        values = values if isinstance(values, list) else [values]
+        if not values:
+            raise InvalidChoiceError(f"--sweep {key} has no values")
+        sweep[key] = values
+    static_fields = {f.name for f in __import__("dataclasses").fields(algo.Config)}
+    for key in sweep:
+        if key == OBJECTIVE_KEY:
+            settings["objective"] = ",".join(map(str, sweep[key]))
+        elif key in static_fields:
+            raise InvalidChoiceError(
+                f"cannot sweep {key!r}: it is a static setting (it changes shapes or the program, so each value "
+                f"needs its own compile); run one command per value, or sweep a hyperparameter"
+            )
+    seeds = settings.pop("seeds", 1)
+    if isinstance(seeds, bool) or not isinstance(seeds, (int, float)) or seeds < 1 or int(seeds) != seeds:
         raise InvalidChoiceError(f"seeds must be a positive integer, got {seeds!r}")
+    settings.pop("out", None)
     config, overrides = build(algo.Config, algo.Hparams, settings)
     agent = algo.make_agent(config)
-    hparams = apply_overrides(agent.default_hparams(), overrides)
+    first = args.seed
+    plan = RunPlan(algo_name, settings, sweep, list(range(first, first + int(seeds))))
+    from jaxrl.runner import build_hparams
 
-    from jaxrl.devices import run_devices, shard_runs
+    build_hparams(agent, plan, overrides)  # validates every sweep key and value now
+    return plan, agent, overrides
 
-    keys = shard_runs(jax.vmap(jax.random.key)(np.arange(args.seed, args.seed + seeds)), seeds)
+
+def _cmd_train(args: argparse.Namespace, algo_name: str | None = None, settings: dict | None = None) -> int:
+    import json
+    import time
+    from pathlib import Path
+
+    from jaxrl.config import load_yaml
+    from jaxrl.envs.errors import InvalidChoiceError
+    from jaxrl.runner import run
+
+    if args.resume:
+        out = Path(args.resume)
+        try:
+            saved = json.loads((out / "run.json").read_text())
+        except (OSError, ValueError) as err:
+            raise InvalidChoiceError(f"cannot resume from {str(out)!r}: no readable run.json ({type(err).__name__})") from None
+        plan, agent, overrides = _resolve_plan(saved["algorithm"], {**saved["settings"], "sweep": saved["sweep"], "seeds": len(saved["seeds"])}, _Namespace(args, seed=saved["seeds"][0]))
+        given_algo = algo_name or getattr(args, "algo", None)
+        if given_algo not in (None, saved["algorithm"]) or plan.to_json() != saved:
+            raise InvalidChoiceError(f"the checkpoint in {str(out)!r} is from a different config; resume it without changing settings")
+    else:
+        settings = dict(settings or {})
+        if args.config:
+            settings = {**load_yaml(args.config), **settings}
+        plan, agent, overrides = _resolve_plan(algo_name or args.algo, settings, args)
+        config = agent.config
+        out = Path(args.out or settings.get("out") or f"results/{plan.algorithm}-{config.env_id.replace('/', '_')}-{time.strftime('%Y%m%d-%H%M%S')}")
+        if (out / "summary.json").exists() or (out / "run.json").exists():
+            raise InvalidChoiceError(f"{str(out)!r} already holds a run; choose another --out, or --resume it")
+
+    config = agent.config
+    num_runs = len(plan.grid()) * len(plan.seeds)
     print(
-        f"{args.algo} on {config.env_id}: {seeds} seed(s) x {agent.num_updates * config.batch_size:,} steps, "
-        f"objective {config.objective}, on {len(run_devices(seeds))} {jax.devices()[0].platform} device(s)",
+        f"{plan.algorithm} on {config.env_id}: {len(plan.grid())} grid point(s) x {len(plan.seeds)} seed(s), "
+        f"{agent.num_updates * config.batch_size:,} steps each, objective {config.objective} -> {out}",
         flush=True,
     )
-    start = time.perf_counter()
-    train = jax.jit(jax.vmap(agent.train, in_axes=(0, None))).lower(keys, hparams).compile()
-    compile_s = time.perf_counter() - start
-    start = time.perf_counter()
-    _, metrics = train(keys, hparams)
-    final = np.asarray(jax.block_until_ready(metrics["final_return"]))
-    run_s = time.perf_counter() - start
-    steps = seeds * agent.num_updates * config.batch_size
-    print(f"compile {compile_s:.1f} s, run {run_s:.1f} s, {steps / run_s:,.0f} env steps/s")
-    print(f"final return over {seeds} seed(s) ({config.eval_episodes} episodes each): mean {final.mean():.1f}, "
-          f"std {final.std():.1f}, min {final.min():.1f}, max {final.max():.1f}")
-    if seeds <= 16:
-        print("per seed: " + ", ".join(f"{r:.1f}" for r in final))
+    summary = run(
+        agent, plan, overrides, out, chunk_updates=args.chunk_updates, checkpoint_every=args.checkpoint_every,
+        max_devices=args.devices, resume=bool(args.resume), progress=not args.quiet,
+    )
+    timing = summary["timing"]
+    print(f"{summary['status']}: {num_runs} runs on {summary['devices']['used']} device(s), compile {timing['compile_s']:.1f} s, "
+          f"run {timing['run_s']:.1f} s, {timing['env_steps_per_s'] or 0:,.0f} env steps/s")
+    print((out / "report.md").read_text() if (out / "report.md").exists() else "")
+    if summary["status"] == "interrupted":
+        print(f"interrupted: continue with  jaxrl train --resume {out}")
     return 0
+
+
+class _Namespace(argparse.Namespace):
+    """The flags of a resumed run: the saved settings, and no overriding flags."""
+
+    def __init__(self, args: argparse.Namespace, seed: int):
+        super().__init__(**{**vars(args), "env": None, "steps": None, "objective": None, "seeds": None, "set": [], "sweep": [], "seed": seed})
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from jaxrl.config import load_yaml
+
+    settings = load_yaml(args.file)
+    args.config = None
+    return _cmd_train(args, algo_name=settings.get("algorithm"), settings=settings)
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    from jaxrl import results
+    from jaxrl.envs.errors import InvalidChoiceError
+
+    curves, valid, labels, steps = [], [], [], None
+    for d in map(Path, args.dirs):
+        try:
+            summary = json.loads((d / "summary.json").read_text())
+            data = np.load(d / "curves.npz")
+        except (OSError, ValueError) as err:
+            raise InvalidChoiceError(f"{str(d)!r} is not a finished results folder ({type(err).__name__})") from None
+        if steps is not None and len(data["env_steps"]) != len(steps):
+            raise InvalidChoiceError(f"{str(d)!r} has {len(data['env_steps'])} updates, the first folder {len(steps)}: cannot share an x axis")
+        steps = data["env_steps"]
+        prefix = f"{d.name}: " if len(args.dirs) > 1 else ""
+        for g, label in enumerate(summary["grid"]["labels"]):
+            curves.append(data["episode_return"][g])
+            valid.append(data["episode_return_valid"][g])
+            labels.append(prefix + label)
+    seeds = min(c.shape[0] for c in curves)
+    out = Path(args.out) if args.out else Path(args.dirs[0]) / "curves.png"
+    results.plot_curves(out, steps, np.stack([c[:seeds] for c in curves]), np.stack([v[:seeds] for v in valid]), labels)
+    print(f"wrote {out}")
+    return 0
+
+
+def _devices(text: str) -> int | None:
+    if text == "all":
+        return None
+    return _positive_int(text)
 
 
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a positive integer{' or all' if text else ''}, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
@@ -110,16 +215,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-envs", type=_positive_int, default=256)
     p.add_argument("--steps", type=_positive_int, default=1000, help="steps per environment")
     p.set_defaults(func=_cmd_demo)
-    p = sub.add_parser("train", help="train an agent over one or more seeds (vmapped, one compile)")
-    p.add_argument("algo", help="algorithm (ppo)")
+    def run_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--out", help="results folder (default results/ALGO-ENV-TIME)")
+        p.add_argument("--resume", metavar="DIR", help="continue an interrupted run from its results folder")
+        p.add_argument("--chunk-updates", type=_positive_int, default=50, help="updates per compiled chunk (default 50)")
+        p.add_argument("--checkpoint-every", type=_positive_int, default=10, help="checkpoint every N chunks (default 10)")
+        p.add_argument("--devices", type=_devices, default=None, help="all (default) or N: devices to shard runs over")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("train", help="train a grid of hyperparameters x seeds as one compiled program")
+    p.add_argument("algo", nargs="?", help="algorithm (ppo)")
     p.add_argument("--env", help="environment id (see `jaxrl envs`)")
     p.add_argument("--seeds", type=_positive_int, help="number of seeds, vmapped (default 1)")
     p.add_argument("--seed", type=int, default=0, help="first seed; seed i trains with jax.random.key(i)")
-    p.add_argument("--steps", type=_positive_int, help="total environment steps per seed")
+    p.add_argument("--steps", type=_positive_int, help="total environment steps per run")
     p.add_argument("--objective", help="objective name (ppo_clip, a2c, mdpo, dpo, lpo, ta_lpo) or a saved .npz")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any setting or hyperparameter")
+    p.add_argument("--sweep", action="append", default=[], metavar="KEY=V1,V2,...", help="a grid axis (repeatable)")
     p.add_argument("--config", help="YAML file of settings (flags override it)")
+    run_flags(p)
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("run", help="run a YAML file that names its algorithm (and may hold `sweep:` and `seeds:`)")
+    p.add_argument("file")
+    p.add_argument("--seed", type=int, default=0)
+    for name in ("env", "steps", "objective", "seeds"):
+        p.set_defaults(**{name: None})
+    p.set_defaults(set=[], sweep=[])
+    run_flags(p)
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("plot", help="redraw or compare the learning curves of finished runs")
+    p.add_argument("dirs", nargs="+", metavar="DIR")
+    p.add_argument("--out", help="image file (default DIR/curves.png of the first folder)")
+    p.set_defaults(func=_cmd_plot)
     return parser
 
 

@@ -11,12 +11,13 @@ import dataclasses
 import os
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import yaml
 
 from jaxrl.envs.errors import InvalidChoiceError, invalid_choice
 
-RUN_KEYS = ("algorithm", "seeds")
+RUN_KEYS = ("algorithm", "seeds", "sweep", "out")
 
 
 def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
@@ -29,7 +30,7 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
         raise InvalidChoiceError(f"config file {str(path)!r} is not valid YAML: {str(err).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise InvalidChoiceError(f"config file {str(path)!r} must hold a mapping of settings, got {type(data).__name__}")
-    return data
+    return {k: _yaml_number_fix(v) for k, v in data.items()}
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
@@ -38,9 +39,21 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     if not sep or not key:
         raise InvalidChoiceError(f"expected KEY=VALUE, got {text!r}")
     try:
-        return key.strip(), yaml.safe_load(value)
+        return key.strip(), _yaml_number_fix(yaml.safe_load(value))
     except yaml.YAMLError:
         raise InvalidChoiceError(f"cannot read the value in {text!r}") from None
+
+
+def _yaml_number_fix(value: Any) -> Any:
+    """YAML 1.1 reads '3e-4' (no dot) as a string; researchers mean a number."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    if isinstance(value, list):
+        return [_yaml_number_fix(v) for v in value]
+    return value
 
 
 def _coerce(name: str, value: Any, annotation: Any) -> Any:
@@ -95,17 +108,24 @@ def build(config_cls: type, hparams_cls: type, settings: dict[str, Any]) -> tupl
 
 
 def apply_overrides(hparams: Any, overrides: dict[str, float]) -> Any:
-    """Set hyperparameters (and `objective.X` entries) on an Hparams pytree, checking objective names."""
-    objective = dict(hparams.objective)
+    """Set hyperparameters, and objective parameters by dotted path (`objective.clip_eps`,
+    `objective.dpo.alpha` inside an objective sweep), on an Hparams pytree."""
+    objective = jax.tree.map(lambda x: x, hparams.objective)  # a copy we may change in place
     plain = {}
     for key, value in overrides.items():
-        if key.startswith("objective."):
-            name = key.split(".", 1)[1]
-            if name not in objective:
-                raise invalid_choice("objective parameter", name, objective or ["(this objective has none)"])
-            if jnp.ndim(objective[name]) != 0:
-                raise InvalidChoiceError(f"objective parameter {name} is an array; set it through an objective file")
-            objective[name] = jnp.float32(value)
-        else:
+        if not key.startswith("objective."):
             plain[key] = jnp.float32(value)
+            continue
+        *parents, name = key.split(".")[1:]
+        node = objective
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                raise invalid_choice("objective parameter group", part, [k for k, v in node.items() if isinstance(v, dict)] or ["(none)"])
+            node = node[part]
+        if name not in node or isinstance(node[name], dict):
+            choices = [k for k, v in node.items() if not isinstance(v, dict)]
+            raise invalid_choice("objective parameter", name, choices or ["(this objective has none)"])
+        if jnp.ndim(node[name]) != 0:
+            raise InvalidChoiceError(f"objective parameter {name} is an array; set it through an objective file")
+        node[name] = jnp.float32(value)
     return hparams.replace(objective=objective, **plain)

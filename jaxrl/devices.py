@@ -39,8 +39,11 @@ def run_devices(num_runs: int, max_devices: int | None = None) -> list:
     return devices[: math.gcd(num_runs, len(devices))]
 
 
+def run_sharding(num_runs: int, max_devices: int | None = None) -> NamedSharding:
+    """Split a leading run axis of `num_runs` over the run devices (a 1-D mesh named "run")."""
+    return NamedSharding(Mesh(np.asarray(run_devices(num_runs, max_devices)), ("run",)), PartitionSpec("run"))
+
+
 def shard_runs(tree, num_runs: int, max_devices: int | None = None):
     """Place a pytree whose leaves have a leading run axis of `num_runs` across the run devices."""
-    devices = run_devices(num_runs, max_devices)
-    sharding = NamedSharding(Mesh(np.asarray(devices), ("run",)), PartitionSpec("run"))
-    return jax.device_put(tree, sharding)
+    return jax.device_put(tree, run_sharding(num_runs, max_devices))

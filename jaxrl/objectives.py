@@ -149,6 +149,25 @@ def make(name: str, **options: Any) -> Objective:
     return Objective(name, dict(options), init, drift)
 
 
+def make_switch(names: list[str] | tuple[str, ...]) -> Objective:
+    """Several closed-form objectives behind one index, so a sweep over objectives is data, not code: params
+    are {"index": i, NAME: params of NAME, ...} and the drift is that of names[i]. Under vmap every member's
+    drift is evaluated and one is selected (cheap next to the networks)."""
+    members = [make(n) for n in names]
+    learned = [m.name for m in members if m.name in LEARNED]
+    if learned or len(set(names)) != len(names) or len(names) < 2:
+        raise InvalidChoiceError(f"an objective sweep takes 2+ distinct closed-form objectives, got {list(names)}")
+
+    def init(key):
+        return {"index": jnp.float32(0), **{m.name: m.init(key) for m in members}}
+
+    def drift(params, log_ratio, advantage, progress):
+        branches = [lambda l, a, p, m=m: m.drift(params[m.name], l, a, p) for m in members]
+        return jax.lax.switch(params["index"].astype(jnp.int32), branches, log_ratio, advantage, progress)
+
+    return Objective(",".join(names), {}, init, drift)
+
+
 def save(path: str | os.PathLike, objective: Objective, params: Any) -> None:
     """Write an objective (name, options, parameters) to an .npz file, atomically."""
     leaves = {f"param/{k}": np.asarray(v) for k, v in params.items()}
@@ -180,9 +199,12 @@ def load(path: str | os.PathLike) -> tuple[Objective, dict]:
 
 
 def resolve(spec: str, **options: Any) -> tuple[Objective, dict | None]:
-    """A name (-> objective, None: use its init) or a path to a saved objective (-> objective, its params)."""
+    """A name (-> objective, None: use its init), comma-separated names (-> a switch over them, see
+    `make_switch`) or a path to a saved objective (-> objective, its params)."""
     if spec in _BUILDERS:
         return make(spec, **options), None
+    if "," in spec:
+        return make_switch(spec.split(",")), None
     if spec.endswith(".npz") or os.path.exists(spec):
         return load(spec)
     raise invalid_choice("objective", spec, NAMES)

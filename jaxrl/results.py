@@ -1,0 +1,169 @@
+"""Results on disk: atomic writes, learning curves, IQM with bootstrap confidence intervals, plots, report.
+
+Everything a run writes goes through `atomic_write*`, so a reader (or a crash) never sees half a file.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
+
+
+def atomic_write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _json_default(x: Any) -> Any:
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    raise TypeError(f"cannot write {type(x).__name__} to JSON")
+
+
+def iqm(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Interquartile mean: the mean of the middle 50% of values (by sorted position) along `axis`."""
+    x = np.sort(np.asarray(x, np.float64), axis=axis)
+    n = x.shape[axis]
+    lo, hi = int(np.floor(0.25 * n)), int(np.ceil(0.75 * n))
+    if hi <= lo:  # n < 2
+        return x.mean(axis=axis)
+    return np.take(x, np.arange(lo, hi), axis=axis).mean(axis=axis)
+
+
+def bootstrap_ci(
+    x: np.ndarray, statistic: Callable[..., np.ndarray] = iqm, n_boot: int = 2000, level: float = 0.95, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile bootstrap interval of `statistic` over the last axis (resampling seeds with replacement).
+
+    x: (..., n) -> (low, high), each (...).
+    """
+    x = np.asarray(x, np.float64)
+    rng = np.random.default_rng(seed)
+    n = x.shape[-1]
+    idx = rng.integers(0, n, size=(n_boot, n))
+    stats = statistic(np.take(x, idx, axis=-1), axis=-1)  # (..., n_boot)
+    alpha = (1.0 - level) / 2.0
+    return np.quantile(stats, alpha, axis=-1), np.quantile(stats, 1.0 - alpha, axis=-1)
+
+
+def summarize_returns(final: np.ndarray) -> dict[str, float]:
+    """final: (n_seeds,) -> IQM, mean, median, std and the 95% bootstrap CI of the IQM."""
+    final = np.asarray(final, np.float64)
+    low, high = bootstrap_ci(final)
+    return {
+        "iqm": float(iqm(final)),
+        "mean": float(final.mean()),
+        "median": float(np.median(final)),
+        "std": float(final.std()),
+        "ci_low": float(low),
+        "ci_high": float(high),
+        "n": int(final.size),
+    }
+
+
+def plot_curves(
+    path: str | os.PathLike,
+    env_steps: np.ndarray,
+    returns: np.ndarray,
+    valid: np.ndarray,
+    labels: Sequence[str],
+    title: str = "",
+) -> None:
+    """One line per group: IQM over seeds of the training return, 95% bootstrap band.
+
+    env_steps: (U,); returns, valid: (G, S, U) per group, seed and update; an update with no finished episode
+    (valid false) carries the seed's previous value forward (NaN until its first finished episode).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    filled = carry_forward(returns, valid)
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    stride = max(1, len(env_steps) // 200)  # a few hundred points per line is plenty
+    xs = env_steps[::stride]
+    for g, label in enumerate(labels):
+        ys = filled[g][:, ::stride]  # (S, U')
+        centre = np.array([_nan_iqm(ys[:, u]) for u in range(ys.shape[1])])
+        bands = np.array([_nan_ci(ys[:, u]) for u in range(ys.shape[1])])
+        line = ax.plot(xs, centre, label=label)[0]
+        ax.fill_between(xs, bands[:, 0], bands[:, 1], alpha=0.25, color=line.get_color(), linewidth=0)
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("training return (IQM, 95% CI)")
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def carry_forward(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Replace entries where `valid` is false by the last valid value along the last axis (NaN before any)."""
+    values = np.where(valid, values, np.nan).astype(np.float64)
+    idx = np.where(valid, np.arange(values.shape[-1]), 0)
+    np.maximum.accumulate(idx, axis=-1, out=idx)
+    out = np.take_along_axis(values, idx, axis=-1)
+    seen = np.maximum.accumulate(valid, axis=-1)
+    return np.where(seen, out, np.nan)
+
+
+def _nan_iqm(x: np.ndarray) -> float:
+    x = x[np.isfinite(x)]
+    return float(iqm(x)) if x.size else np.nan
+
+
+def _nan_ci(x: np.ndarray) -> tuple[float, float]:
+    x = x[np.isfinite(x)]
+    if x.size < 2:
+        return (np.nan, np.nan)
+    low, high = bootstrap_ci(x, n_boot=300)
+    return float(low), float(high)
+
+
+def report_markdown(title: str, rows: list[tuple[str, dict[str, float]]], notes: Sequence[str] = ()) -> str:
+    """A table of final-return statistics, one row per grid point."""
+    lines = [f"# {title}", "", "Final return: evaluation of the final policy, statistics over seeds.", ""]
+    lines.append("| grid point | IQM | 95% CI (IQM) | mean | median | std | seeds |")
+    lines.append("|---|---:|---|---:|---:|---:|---:|")
+    for label, st in rows:
+        lines.append(
+            f"| {label} | {st['iqm']:.1f} | [{st['ci_low']:.1f}, {st['ci_high']:.1f}] | {st['mean']:.1f} | "
+            f"{st['median']:.1f} | {st['std']:.1f} | {st['n']} |"
+        )
+    lines += ["", *notes]
+    return "\n".join(lines) + "\n"

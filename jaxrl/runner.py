@@ -1,0 +1,382 @@
+"""Run a grid of hyperparameters x seeds of any agent as one compiled, vmapped, sharded program, chunk by
+chunk from a short host loop: progress, metrics, checkpoints, NaN checks and clean interruption happen between
+chunks, never inside the compiled program.
+
+Run r = (grid point g, seed s), r = g * num_seeds + s, trains exactly as `agent.train(jax.random.key(seed),
+hparams_g)` would: same key splits, same updates, same final evaluation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import itertools
+import json
+import math
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrl import results
+from jaxrl.config import apply_overrides
+from jaxrl.devices import run_devices, run_sharding
+from jaxrl.envs.errors import InvalidChoiceError
+
+# A sweep value for `objective` selects a member of an objective switch (see objectives.make_switch).
+OBJECTIVE_KEY = "objective"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPlan:
+    """Everything that defines a run; saved as run.json so `--resume` can check and rebuild it."""
+
+    algorithm: str
+    settings: dict[str, Any]  # static settings and base hyperparameters, flat (see jaxrl.config)
+    sweep: dict[str, list[Any]]  # key -> values; the grid is their product
+    seeds: list[int]
+
+    def grid(self) -> list[dict[str, Any]]:
+        keys = list(self.sweep)
+        return [dict(zip(keys, values)) for values in itertools.product(*(self.sweep[k] for k in keys))] or [{}]
+
+    def labels(self) -> list[str]:
+        return [", ".join(f"{k}={v}" for k, v in point.items()) or "default" for point in self.grid()]
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _count_compiles():
+    """A counter of XLA backend compilations from now on."""
+    counter = {"n": 0}
+
+    def listener(event: str, duration: float, **kwargs: Any) -> None:
+        if event == "/jax/core/compile/backend_compile_duration":
+            counter["n"] += 1
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    return counter
+
+
+class _StopFlag:
+    """SIGINT / SIGTERM ask the host loop to finish its chunk, checkpoint and exit; a second signal aborts."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+
+    @contextlib.contextmanager
+    def installed(self):
+        def handler(signum, frame):
+            if self.signal is not None:
+                raise KeyboardInterrupt
+            self.signal = signum
+            print(f"\nreceived {signal.Signals(signum).name}: finishing this chunk, then checkpointing", file=sys.stderr)
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+
+def _largest_divisor_at_most(n: int, k: int) -> int:
+    return max(d for d in range(1, min(n, max(k, 1)) + 1) if n % d == 0)
+
+
+def _tree_bytes(tree: Any) -> int:
+    is_key = lambda x: jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+    return sum(int(np.prod(x.shape)) * (8 if is_key(x) else np.dtype(x.dtype).itemsize) for x in jax.tree.leaves(tree))
+
+
+def _available_memory_bytes() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            info = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f}
+        return info.get("MemAvailable", info["MemTotal"])
+    except OSError:
+        return 8 * 2**30
+
+
+def _key_data(carry: Any) -> Any:
+    is_key = lambda x: jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+    return jax.tree.map(lambda x: jax.random.key_data(x) if is_key(x) else x, carry)
+
+
+def build_hparams(agent: Any, plan: RunPlan, base_overrides: dict[str, float]) -> list[Any]:
+    """One Hparams pytree per grid point."""
+    base = apply_overrides(agent.default_hparams(), base_overrides)
+    members = str(plan.settings.get("objective", "")).split(",")
+    out = []
+    for point in plan.grid():
+        overrides = {}
+        for key, value in point.items():
+            if key == OBJECTIVE_KEY:
+                overrides["objective.index"] = float(members.index(value))
+            elif isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise InvalidChoiceError(f"sweep values of {key} must be numbers, got {value!r}")
+            else:
+                overrides[key] = float(value)
+        out.append(apply_overrides(base, overrides))
+    return out
+
+
+def run(
+    agent: Any,
+    plan: RunPlan,
+    base_overrides: dict[str, float],
+    out_dir: str | os.PathLike,
+    *,
+    chunk_updates: int = 50,
+    checkpoint_every: int = 10,
+    max_devices: int | None = None,
+    resume: bool = False,
+    max_batch_runs: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train every (grid point, seed) of `plan`; write results to `out_dir`; return the summary dict."""
+    out = Path(out_dir)
+    compiles = _count_compiles()
+    config = agent.config
+    grid_hparams = build_hparams(agent, plan, base_overrides)
+    num_seeds, num_points = len(plan.seeds), len(grid_hparams)
+    num_runs = num_seeds * num_points
+    num_updates = agent.num_updates
+    k = _largest_divisor_at_most(num_updates, chunk_updates)
+    num_chunks = num_updates // k
+    steps_per_update = config.batch_size
+
+    run_hparams = jax.tree.map(lambda *xs: jnp.stack([x for x in xs for _ in range(num_seeds)]), *grid_hparams)
+    run_seeds = np.tile(np.asarray(plan.seeds), num_points)
+
+    # Memory: the carry and one update's rollout per run, with headroom for the learner's temporaries.
+    per_run = 4 * (
+        _tree_bytes(jax.eval_shape(agent.init, jax.random.key(0), grid_hparams[0]))
+        + _tree_bytes(jax.eval_shape(agent.collect, jax.eval_shape(agent.init, jax.random.key(0), grid_hparams[0]), grid_hparams[0])[1])
+    )
+    fit = max(1, int(0.5 * _available_memory_bytes() // per_run))
+    batch_runs = min(num_runs, fit, max_batch_runs or num_runs)
+    devices = len(run_devices(num_runs, max_devices))
+    if batch_runs < num_runs:  # equal batches, each a multiple of the device count where possible
+        batch_runs = max(d for d in range(1, batch_runs + 1) if num_runs % d == 0)
+    num_batches = num_runs // batch_runs
+
+    def chunk(carry, hparams):
+        def body(c, _):
+            c, metrics = agent.update(c, hparams)
+            finite = jnp.isfinite(metrics["loss"]) & jnp.all(
+                jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(c.params)])
+            )
+            return c, {**metrics, "finite": finite}
+
+        return jax.lax.scan(body, carry, None, k)
+
+    # Explicit shardings keep every chunk's carry laid out as the last one's: one compile for the whole run.
+    sharding = run_sharding(batch_runs, max_devices)
+    init_fn = jax.jit(jax.vmap(agent.init), in_shardings=sharding, out_shardings=sharding)
+    chunk_fn = jax.jit(jax.vmap(chunk), in_shardings=sharding, out_shardings=sharding, donate_argnums=0)
+    eval_fn = jax.jit(jax.vmap(agent.evaluate), in_shardings=sharding, out_shardings=sharding)
+    compiled: dict[str, Any] = {}
+
+    def compile_all(init_keys, hparams) -> float:
+        """AOT-compile init, chunk and evaluation once (all batches share shapes); returns seconds spent."""
+        if compiled:
+            return 0.0
+        t0 = time.perf_counter()
+        compiled["init"] = init_fn.lower(init_keys, hparams).compile()
+        abstract_carry = jax.eval_shape(init_fn, init_keys, hparams)
+        compiled["chunk"] = chunk_fn.lower(abstract_carry, hparams).compile()
+        compiled["eval"] = eval_fn.lower(abstract_carry, init_keys).compile()
+        return time.perf_counter() - t0
+
+    ckpt_dir = out / "checkpoints"
+    state_path = ckpt_dir / "state.json"
+    host: dict[str, np.ndarray] = {}
+    final_return = np.full(num_runs, np.nan)
+    start_batch, start_chunk = 0, 0
+    if resume:
+        state = _read_state(state_path)
+        start_batch, start_chunk = state["batch"], state["chunk"]
+        with np.load(ckpt_dir / "metrics.npz") as data:
+            host = {name: data[name] for name in data.files if name != "final_return"}
+            final_return = data["final_return"]
+    out.mkdir(parents=True, exist_ok=True)
+    results.atomic_write_json(out / "run.json", plan.to_json())
+
+    notes = []
+    if num_batches > 1:
+        notes.append(f"{num_runs} runs do not fit in memory at once: ran them in {num_batches} batches of {batch_runs}")
+        print(notes[-1], file=sys.stderr)
+    if k != chunk_updates:
+        notes.append(f"chunks of {k} updates (the largest divisor of {num_updates} updates <= {chunk_updates})")
+
+    stop = _StopFlag()
+    compile_s = run_s = 0.0
+    status = "finished"
+    bar = _progress(progress, total=num_updates * num_batches, initial=(start_batch * num_chunks + start_chunk) * k)
+    with stop.installed():
+        for b in range(start_batch, num_batches):
+            sl = slice(b * batch_runs, (b + 1) * batch_runs)
+            keys = jax.vmap(jax.random.key)(run_seeds[sl])
+            split = jax.vmap(jax.random.split)(keys)
+            init_keys, eval_keys = jax.device_put((split[:, 0], split[:, 1]), sharding)
+            hparams = jax.device_put(jax.tree.map(lambda x: x[sl], run_hparams), sharding)
+            compile_s += compile_all(init_keys, hparams)
+            if b == start_batch and start_chunk > 0:
+                carry = _restore(ckpt_dir / "carry", jax.eval_shape(init_fn, init_keys, hparams), sharding)
+            else:
+                carry = compiled["init"](init_keys, hparams)
+            for c in range(start_chunk if b == start_batch else 0, num_chunks):
+                t0 = time.perf_counter()
+                carry, metrics = compiled["chunk"](carry, hparams)
+                metrics = jax.tree.map(np.asarray, metrics)  # waits for the chunk: (batch_runs, k) each
+                run_s += time.perf_counter() - t0
+                for name, value in metrics.items():
+                    if name not in host:
+                        host[name] = np.zeros((num_runs, num_updates), value.dtype)
+                    host[name][sl, c * k : (c + 1) * k] = value
+                bar.update(k)
+                bar.set_postfix_str(_postfix(metrics, batch_runs * k * steps_per_update / max(time.perf_counter() - t0, 1e-9)))
+                last = c == num_chunks - 1
+                if stop.signal is not None or (not last and (c + 1) % checkpoint_every == 0):
+                    if not last:
+                        _checkpoint(ckpt_dir, carry, host, final_return, batch=b, chunk=c + 1)
+                    if stop.signal is not None and not last:
+                        status = "interrupted"
+                        break
+            if status == "interrupted":
+                break
+            t0 = time.perf_counter()
+            final_return[sl] = np.asarray(compiled["eval"](carry, eval_keys))
+            run_s += time.perf_counter() - t0
+            if b + 1 < num_batches:
+                _checkpoint(ckpt_dir, None, host, final_return, batch=b + 1, chunk=0)
+            if stop.signal is not None and b + 1 < num_batches:
+                status = "interrupted"
+                break
+    bar.close()
+
+    summary = _summarize(agent, plan, host, final_return, status, compiles["n"], int("chunk" in compiled), compile_s, run_s, notes, devices, batch_runs)
+    _write_results(out, plan, host, final_return, summary, steps_per_update, status)
+    if status == "finished" and ckpt_dir.exists():
+        shutil.rmtree(ckpt_dir / "carry", ignore_errors=True)
+    return summary
+
+
+def _progress(enabled: bool, total: int, initial: int):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, disable=not enabled, unit="upd", dynamic_ncols=True, file=sys.stderr)
+
+
+def _postfix(metrics: dict[str, np.ndarray], steps_per_s: float) -> str:
+    valid = metrics["episode_return_valid"][:, -1]
+    latest = metrics["episode_return"][:, -1][valid]
+    ret = f"{latest.mean():.1f}" if latest.size else "n/a"
+    return f"{steps_per_s:,.0f} steps/s, return {ret}"
+
+
+def _checkpoint(ckpt_dir: Path, carry: Any, host: dict, final_return: np.ndarray, *, batch: int, chunk: int) -> None:
+    """Carry (orbax), host-side metrics and the position, written so that state.json is the last to change."""
+    import orbax.checkpoint as ocp
+
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    if carry is not None:
+        tmp = ckpt_dir / "carry.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        with ocp.StandardCheckpointer() as checkpointer:
+            checkpointer.save(tmp.absolute(), _key_data(carry))
+            checkpointer.wait_until_finished()
+        shutil.rmtree(ckpt_dir / "carry", ignore_errors=True)
+        os.replace(tmp, ckpt_dir / "carry")
+    results.atomic_write_npz(ckpt_dir / "metrics.npz", {**host, "final_return": final_return})
+    results.atomic_write_json(ckpt_dir / "state.json", {"batch": batch, "chunk": chunk})
+
+
+def _read_state(path: Path) -> dict[str, int]:
+    try:
+        state = json.loads(path.read_text())
+        return {"batch": int(state["batch"]), "chunk": int(state["chunk"])}
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise InvalidChoiceError(f"no usable checkpoint at {str(path.parent)!r}: {type(err).__name__}: {err}") from None
+
+
+def _restore(path: Path, abstract_carry: Any, sharding: Any) -> Any:
+    import orbax.checkpoint as ocp
+
+    is_key = lambda x: jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+    target = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape + ((2,) if is_key(x) else ()), jnp.uint32 if is_key(x) else x.dtype, sharding=sharding),
+        abstract_carry,
+    )
+    try:
+        with ocp.StandardCheckpointer() as checkpointer:
+            restored = checkpointer.restore(path.absolute(), target)
+    except Exception as err:  # orbax raises many types for missing or damaged files
+        raise InvalidChoiceError(f"checkpoint {str(path)!r} is corrupt or incomplete: {type(err).__name__}: {str(err).splitlines()[0][:200]}") from None
+    return jax.tree.map(lambda x, a: jax.random.wrap_key_data(x) if is_key(a) else x, restored, abstract_carry)
+
+
+def _summarize(agent, plan, host, final_return, status, compiles_total, train_compiles, compile_s, run_s, notes, devices, batch_runs):
+    import importlib.metadata as md
+
+    num_seeds = len(plan.seeds)
+    finite = host.get("finite")
+    runs = []
+    for r, (point, seed) in enumerate(itertools.product(plan.grid(), plan.seeds)):
+        entry = {"grid_index": r // num_seeds, "hparams": point, "seed": int(seed), "final_return": float(final_return[r])}
+        bad = np.flatnonzero(~finite[r]) if finite is not None else []
+        entry["nan"] = bool(len(bad))
+        if len(bad):
+            entry["first_nan_update"] = int(bad[0])
+        runs.append(entry)
+    env_steps = len(runs) * agent.num_updates * agent.config.batch_size
+    versions = {}
+    for pkg in ("jaxrl", "jax", "jaxlib", "flax", "optax", "gymnax", "brax", "evosax", "distrax", "orbax-checkpoint"):
+        with contextlib.suppress(md.PackageNotFoundError):
+            versions[pkg] = md.version(pkg)
+    return {
+        "status": status,
+        "algorithm": plan.algorithm,
+        "config": {**dataclasses.asdict(agent.config), "num_updates": agent.num_updates},
+        "settings": plan.settings,
+        "grid": {"sweep": plan.sweep, "points": plan.grid(), "labels": plan.labels()},
+        "seeds": plan.seeds,
+        "versions": versions,
+        "devices": {"kind": jax.devices()[0].device_kind, "platform": jax.devices()[0].platform, "count": jax.device_count(), "used": devices},
+        "batch_runs": batch_runs,
+        "compiles": train_compiles,
+        "compiles_total": compiles_total,
+        "timing": {"compile_s": compile_s, "run_s": run_s, "env_steps_per_s": env_steps / run_s if run_s else None},
+        "notes": notes,
+        "runs": runs,
+    }
+
+
+def _write_results(out: Path, plan: RunPlan, host, final_return, summary, steps_per_update, status) -> None:
+    num_points, num_seeds = len(plan.grid()), len(plan.seeds)
+    curves = {name: v.reshape(num_points, num_seeds, -1) for name, v in host.items()}
+    num_updates = next(iter(curves.values())).shape[-1] if curves else 0
+    env_steps = (np.arange(num_updates) + 1) * steps_per_update
+    results.atomic_write_npz(out / "curves.npz", {**curves, "env_steps": env_steps, "final_return": final_return.reshape(num_points, num_seeds)})
+    results.atomic_write_json(out / "summary.json", summary)
+    if not curves:
+        return
+    labels = plan.labels()
+    title = f"{summary['algorithm']} on {summary['config']['env_id']}"
+    results.plot_curves(out / "curves.png", env_steps, curves["episode_return"], curves["episode_return_valid"], labels, title)
+    finals = final_return.reshape(num_points, num_seeds)
+    rows = [(label, results.summarize_returns(finals[g])) for g, label in enumerate(labels) if np.isfinite(finals[g]).all()]
+    notes = [f"status: {status}; {summary['timing']['env_steps_per_s'] or 0:,.0f} env steps/s; compiles: {summary['compiles']}"]
+    notes += [f"note: {n}" for n in summary["notes"]]
+    nan_runs = [r for r in summary["runs"] if r["nan"]]
+    notes += [f"NaN: grid point {r['grid_index']} ({labels[r['grid_index']]}), seed {r['seed']}, first at update {r['first_nan_update']}" for r in nan_runs]
+    results.atomic_write_bytes(out / "report.md", results.report_markdown(title, rows, notes).encode())
