@@ -150,7 +150,9 @@ def run(
     num_seeds, num_points = len(plan.seeds), len(grid_hparams)
     num_runs = num_seeds * num_points
     num_updates = agent.num_updates
-    k = _largest_divisor_at_most(num_updates, chunk_updates)
+    state = _read_state(out / "checkpoints" / "state.json") if resume else None
+    # A resumed run keeps the chunk size it was checkpointed with: chunk indices are in its units.
+    k = state["chunk_updates"] if state else _largest_divisor_at_most(num_updates, chunk_updates)
     num_chunks = num_updates // k
     steps_per_update = config.batch_size
 
@@ -175,7 +177,7 @@ def run(
             finite = jnp.isfinite(metrics["loss"]) & jnp.all(
                 jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(c.params)])
             )
-            return c, {**metrics, "finite": finite}
+            return c, {**metrics, "finite": finite, "update_done": jnp.bool_(True)}
 
         return jax.lax.scan(body, carry, None, k)
 
@@ -198,16 +200,17 @@ def run(
         return time.perf_counter() - t0
 
     ckpt_dir = out / "checkpoints"
-    state_path = ckpt_dir / "state.json"
     host: dict[str, np.ndarray] = {}
     final_return = np.full(num_runs, np.nan)
     start_batch, start_chunk = 0, 0
-    if resume:
-        state = _read_state(state_path)
+    if state:
         start_batch, start_chunk = state["batch"], state["chunk"]
-        with np.load(ckpt_dir / "metrics.npz") as data:
-            host = {name: data[name] for name in data.files if name != "final_return"}
-            final_return = data["final_return"]
+        try:
+            with np.load(ckpt_dir / "metrics.npz") as data:
+                host = {name: data[name] for name in data.files if name != "final_return"}
+                final_return = data["final_return"]
+        except Exception as err:  # a damaged file can fail in zipfile, numpy or pickle checks
+            raise InvalidChoiceError(f"checkpoint {str(ckpt_dir)!r} is corrupt: metrics.npz: {type(err).__name__}") from None
     out.mkdir(parents=True, exist_ok=True)
     results.atomic_write_json(out / "run.json", plan.to_json())
 
@@ -248,7 +251,7 @@ def run(
                 last = c == num_chunks - 1
                 if stop.signal is not None or (not last and (c + 1) % checkpoint_every == 0):
                     if not last:
-                        _checkpoint(ckpt_dir, carry, host, final_return, batch=b, chunk=c + 1)
+                        _checkpoint(ckpt_dir, carry, host, final_return, batch=b, chunk=c + 1, chunk_updates=k)
                     if stop.signal is not None and not last:
                         status = "interrupted"
                         break
@@ -258,7 +261,7 @@ def run(
             final_return[sl] = np.asarray(compiled["eval"](carry, eval_keys))
             run_s += time.perf_counter() - t0
             if b + 1 < num_batches:
-                _checkpoint(ckpt_dir, None, host, final_return, batch=b + 1, chunk=0)
+                _checkpoint(ckpt_dir, None, host, final_return, batch=b + 1, chunk=0, chunk_updates=k)
             if stop.signal is not None and b + 1 < num_batches:
                 status = "interrupted"
                 break
@@ -284,7 +287,7 @@ def _postfix(metrics: dict[str, np.ndarray], steps_per_s: float) -> str:
     return f"{steps_per_s:,.0f} steps/s, return {ret}"
 
 
-def _checkpoint(ckpt_dir: Path, carry: Any, host: dict, final_return: np.ndarray, *, batch: int, chunk: int) -> None:
+def _checkpoint(ckpt_dir: Path, carry: Any, host: dict, final_return: np.ndarray, *, batch: int, chunk: int, chunk_updates: int) -> None:
     """Carry (orbax), host-side metrics and the position, written so that state.json is the last to change."""
     import orbax.checkpoint as ocp
 
@@ -292,19 +295,20 @@ def _checkpoint(ckpt_dir: Path, carry: Any, host: dict, final_return: np.ndarray
     if carry is not None:
         tmp = ckpt_dir / "carry.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        with ocp.StandardCheckpointer() as checkpointer:
-            checkpointer.save(tmp.absolute(), _key_data(carry))
+        leaves = jax.tree.leaves(_key_data(carry))
+        with ocp.StandardCheckpointer() as checkpointer:  # orbax cannot save empty arrays: leave them out
+            checkpointer.save(tmp.absolute(), {str(i): x for i, x in enumerate(leaves) if x.size})
             checkpointer.wait_until_finished()
         shutil.rmtree(ckpt_dir / "carry", ignore_errors=True)
         os.replace(tmp, ckpt_dir / "carry")
     results.atomic_write_npz(ckpt_dir / "metrics.npz", {**host, "final_return": final_return})
-    results.atomic_write_json(ckpt_dir / "state.json", {"batch": batch, "chunk": chunk})
+    results.atomic_write_json(ckpt_dir / "state.json", {"batch": batch, "chunk": chunk, "chunk_updates": chunk_updates})
 
 
 def _read_state(path: Path) -> dict[str, int]:
     try:
         state = json.loads(path.read_text())
-        return {"batch": int(state["batch"]), "chunk": int(state["chunk"])}
+        return {"batch": int(state["batch"]), "chunk": int(state["chunk"]), "chunk_updates": int(state["chunk_updates"])}
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise InvalidChoiceError(f"no usable checkpoint at {str(path.parent)!r}: {type(err).__name__}: {err}") from None
 
@@ -313,16 +317,21 @@ def _restore(path: Path, abstract_carry: Any, sharding: Any) -> Any:
     import orbax.checkpoint as ocp
 
     is_key = lambda x: jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
-    target = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape + ((2,) if is_key(x) else ()), jnp.uint32 if is_key(x) else x.dtype, sharding=sharding),
-        abstract_carry,
-    )
+    abstract_leaves, treedef = jax.tree.flatten(abstract_carry)
+    stored = lambda x: jax.ShapeDtypeStruct(x.shape + ((2,) if is_key(x) else ()), jnp.uint32 if is_key(x) else x.dtype, sharding=sharding)
+    target = {str(i): stored(x) for i, x in enumerate(abstract_leaves) if np.prod(x.shape)}
     try:
         with ocp.StandardCheckpointer() as checkpointer:
             restored = checkpointer.restore(path.absolute(), target)
     except Exception as err:  # orbax raises many types for missing or damaged files
         raise InvalidChoiceError(f"checkpoint {str(path)!r} is corrupt or incomplete: {type(err).__name__}: {str(err).splitlines()[0][:200]}") from None
-    return jax.tree.map(lambda x, a: jax.random.wrap_key_data(x) if is_key(a) else x, restored, abstract_carry)
+    leaves = []
+    for i, x in enumerate(abstract_leaves):
+        if str(i) not in restored:
+            leaves.append(jax.device_put(jnp.zeros(x.shape, x.dtype), sharding))
+        else:
+            leaves.append(jax.random.wrap_key_data(restored[str(i)]) if is_key(x) else restored[str(i)])
+    return jax.tree.unflatten(treedef, leaves)
 
 
 def _summarize(agent, plan, host, final_return, status, compiles_total, train_compiles, compile_s, run_s, notes, devices, batch_runs):
@@ -333,7 +342,8 @@ def _summarize(agent, plan, host, final_return, status, compiles_total, train_co
     runs = []
     for r, (point, seed) in enumerate(itertools.product(plan.grid(), plan.seeds)):
         entry = {"grid_index": r // num_seeds, "hparams": point, "seed": int(seed), "final_return": float(final_return[r])}
-        bad = np.flatnonzero(~finite[r]) if finite is not None else []
+        ran = host["update_done"][r] if "update_done" in host else np.ones_like(finite[r])
+        bad = np.flatnonzero(~finite[r] & ran) if finite is not None else []
         entry["nan"] = bool(len(bad))
         if len(bad):
             entry["first_nan_update"] = int(bad[0])

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import functools
+import os
+
+# Four CPU devices for every test, so sharding over the run axis is exercised on a CPU-only machine.
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4").strip()
 
 import jax
 import jax.numpy as jnp

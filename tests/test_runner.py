@@ -1,0 +1,139 @@
+"""The runner: runs equal `agent.train`, sharding changes nothing, NaNs are reported per run, a run killed
+with SIGTERM resumes to the same results, and bad input is one line with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxrl.agents.ppo import PPOConfig, make_agent
+from jaxrl.cli import main
+from jaxrl.runner import RunPlan, run
+
+CONFIG = PPOConfig(num_envs=4, num_steps=16, total_timesteps=4 * 16 * 12, eval_episodes=4)
+SETTINGS = {"num_envs": 4, "num_steps": 16, "total_timesteps": 4 * 16 * 12, "eval_episodes": 4}
+
+
+@pytest.fixture(scope="module")
+def agent():
+    return make_agent(CONFIG)
+
+
+def load(out):
+    summary = json.loads((Path(out) / "summary.json").read_text())
+    with np.load(Path(out) / "curves.npz") as data:
+        curves = {k: data[k] for k in data.files}
+    return summary, curves
+
+
+def test_runs_equal_train_and_sharding_changes_nothing(agent, tmp_path):
+    assert jax.device_count() == 4
+    plan = RunPlan("ppo", SETTINGS, {"lr": [1e-3, 2.5e-4]}, [0, 1])
+    sharded = run(agent, plan, {}, tmp_path / "a", chunk_updates=4, progress=False)
+    single = run(agent, plan, {}, tmp_path / "b", chunk_updates=4, max_devices=1, progress=False)
+    assert sharded["devices"]["used"] == 4 and single["devices"]["used"] == 1
+    assert sharded["compiles"] == 1
+    _, a = load(tmp_path / "a")
+    _, b = load(tmp_path / "b")
+    for name in ("loss", "episode_return", "final_return"):
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-4, atol=1e-5, err_msg=name)
+    # Run (grid point 1, seed 1) is agent.train with key(1) and lr 2.5e-4.
+    hp = agent.default_hparams().replace(lr=jnp.float32(2.5e-4))
+    _, metrics = jax.jit(agent.train)(jax.random.key(1), hp)
+    np.testing.assert_allclose(a["loss"][1, 1], metrics["loss"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(a["final_return"][1, 1], metrics["final_return"], rtol=1e-4)
+    for f in ("summary.json", "curves.npz", "curves.png", "report.md"):
+        assert (tmp_path / "a" / f).stat().st_size > 0
+
+
+def test_nan_is_reported_with_grid_point_seed_and_update(agent, tmp_path):
+    plan = RunPlan("ppo", SETTINGS, {"lr": [2.5e-4, float("nan")]}, [3])
+    summary = run(agent, plan, {}, tmp_path, chunk_updates=4, progress=False)
+    good, bad = summary["runs"]
+    assert good["nan"] is False and bad["nan"] is True
+    assert bad["grid_index"] == 1 and bad["seed"] == 3 and bad["first_nan_update"] == 0
+    assert np.isfinite(good["final_return"])
+    assert "NaN: grid point 1" in (tmp_path / "report.md").read_text()
+
+
+def test_sigterm_then_resume_equals_uninterrupted(tmp_path):
+    args = ["train", "ppo", "--env", "CartPole-v1", "--seeds", "2", "--steps", str(4 * 16 * 400), "--quiet",
+            "--set", "num_envs=4", "--set", "num_steps=16", "--set", "eval_episodes=4",
+            "--chunk-updates", "20", "--checkpoint-every", "1"]
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    cut = tmp_path / "cut"
+    proc = subprocess.Popen([sys.executable, "-m", "jaxrl.cli", *args, "--out", str(cut)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not (cut / "checkpoints" / "state.json").exists():
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err
+    summary, _ = load(cut)
+    assert summary["status"] == "interrupted", "the run finished before the signal; make it longer"
+    assert "--resume" in out
+
+    resumed = subprocess.run([sys.executable, "-m", "jaxrl.cli", "train", "--resume", str(cut), "--quiet"], env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    full = tmp_path / "full"
+    subprocess.run([sys.executable, "-m", "jaxrl.cli", *args, "--out", str(full)], env=env, check=True,
+                   capture_output=True, timeout=300)
+    s_cut, c_cut = load(cut)
+    s_full, c_full = load(full)
+    assert s_cut["status"] == "finished"
+    for name in ("loss", "episode_return", "approx_kl", "final_return"):
+        np.testing.assert_array_equal(c_cut[name], c_full[name], err_msg=name)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "dqn"], "unknown algorithm 'dqn'"),
+        (["train", "ppo", "--env", "CartPol-v1"], "closest: CartPole-v1"),
+        (["train", "ppo", "--objective", "ppo"], "unknown objective 'ppo'"),
+        (["train", "ppo", "--set", "lrate=1"], "unknown setting 'lrate'"),
+        (["train", "ppo", "--set", "lr=fast"], "hyperparameter lr must be a number"),
+        (["train", "ppo", "--sweep", "num_envs=4,8"], "cannot sweep 'num_envs': it is a static setting"),
+        (["train", "ppo", "--sweep", "objective=ppo_clip,lpo"], "closed-form"),
+        (["train", "--resume", "/nonexistent/run"], "cannot resume"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(argv, message, capsys, tmp_path):
+    assert main([*argv, "--out", str(tmp_path / "o")] if "--resume" not in argv else argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_existing_results_are_not_touched(tmp_path, capsys):
+    out = tmp_path / "done"
+    out.mkdir()
+    (out / "summary.json").write_text("{}")
+    assert main(["train", "ppo", "--steps", "512", "--out", str(out)]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert (out / "summary.json").read_text() == "{}"
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path, capsys):
+    out = tmp_path / "run"
+    plan = RunPlan("ppo", SETTINGS, {}, [0])
+    (out / "checkpoints" / "carry").mkdir(parents=True)
+    (out / "run.json").write_text(json.dumps(plan.to_json()))
+    (out / "checkpoints" / "state.json").write_text(json.dumps({"batch": 0, "chunk": 1, "chunk_updates": 4}))
+    (out / "checkpoints" / "metrics.npz").write_bytes(b"garbage")
+    assert main(["train", "--resume", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "checkpoint" in err
