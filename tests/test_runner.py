@@ -137,3 +137,22 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert main(["train", "--resume", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "checkpoint" in err
+
+
+def test_run_yaml_with_an_objective_sweep(tmp_path, capsys):
+    config = tmp_path / "sweep.yaml"
+    config.write_text(
+        "algorithm: ppo\nenv_id: CartPole-v1\nnum_envs: 4\nnum_steps: 16\ntotal_timesteps: 512\neval_episodes: 2\n"
+        "lr: 0.05\nseeds: 2\nsweep:\n  objective: [ppo_clip, dpo]\n  objective.ppo_clip.clip_eps: [0.1, 0.3]\n"
+    )
+    assert main(["run", str(config), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    summary, curves = load(tmp_path / "out")
+    assert summary["compiles"] == 1 and len(summary["runs"]) == 8
+    assert summary["grid"]["labels"][0] == "objective=ppo_clip, objective.ppo_clip.clip_eps=0.1"
+    assert curves["loss"].shape == (4, 2, 8)
+    # (A large lr so that ratios leave [0.7, 1.3].) ppo_clip with clip 0.1 vs 0.3 differ; dpo ignores the
+    # clip width, so its two grid points are equal.
+    assert not np.allclose(curves["loss"][0], curves["loss"][1])
+    np.testing.assert_array_equal(curves["loss"][2], curves["loss"][3])
+    assert main(["plot", str(tmp_path / "out"), str(tmp_path / "out"), "--out", str(tmp_path / "cmp.png")]) == 0
+    assert (tmp_path / "cmp.png").stat().st_size > 0
