@@ -1,0 +1,64 @@
+"""Runner overhead and scale on CartPole-v1 PPO (the shipped config): env steps/s through the chunked runner
+for several numbers of seeds, the same work as one fully jitted call, and the peak memory of this process.
+Prints its figures; asserts nothing.
+
+    python experiments/bench_runner.py --seeds 1,32,256,1024 --steps 500000 --compare-seeds 32
+"""
+
+import argparse
+import resource
+import tempfile
+import time
+
+from jaxrl.devices import use_all_cpu_cores
+
+use_all_cpu_cores()
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from jaxrl.agents.ppo import PPOConfig, make_agent  # noqa: E402
+from jaxrl.devices import shard_runs  # noqa: E402
+from jaxrl.runner import RunPlan, run  # noqa: E402
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", default="1,32,256,1024")
+    parser.add_argument("--steps", type=int, default=500_000, help="env steps per seed")
+    parser.add_argument("--chunk-updates", type=int, default=50)
+    parser.add_argument("--compare-seeds", type=int, default=32, help="seeds for the runner-vs-one-call comparison (0: skip)")
+    args = parser.parse_args()
+    config = PPOConfig(total_timesteps=args.steps)
+    agent = make_agent(config)
+    steps = agent.num_updates * config.batch_size
+    print(f"CartPole-v1 PPO, {steps:,} steps per seed, {jax.device_count()} {jax.devices()[0].platform} device(s)")
+
+    if args.compare_seeds:
+        n = args.compare_seeds
+        keys = shard_runs(jax.vmap(jax.random.key)(np.arange(n)), n)
+        fn = jax.jit(jax.vmap(agent.train, in_axes=(0, None))).lower(keys, agent.default_hparams()).compile()
+        start = time.perf_counter()
+        jax.block_until_ready(fn(keys, agent.default_hparams()))
+        one_call = time.perf_counter() - start
+        with tempfile.TemporaryDirectory() as out:
+            summary = run(agent, RunPlan("ppo", {}, {}, list(range(n))), {}, out, chunk_updates=args.chunk_updates, progress=False)
+        chunked = summary["timing"]["run_s"]
+        print(f"{n} seeds: one jitted call {one_call:.1f} s, runner ({summary['notes'] or 'chunks of ' + str(args.chunk_updates)}) "
+              f"{chunked:.1f} s: overhead {100 * (chunked / one_call - 1):+.1f}%", flush=True)
+
+    for n in map(int, args.seeds.split(",")):
+        with tempfile.TemporaryDirectory() as out:
+            summary = run(agent, RunPlan("ppo", {}, {}, list(range(n))), {}, out, chunk_updates=args.chunk_updates, progress=False)
+        t = summary["timing"]
+        finals = np.array([r["final_return"] for r in summary["runs"]])
+        print(f"seeds {n:>5}: {t['env_steps_per_s']:>10,.0f} env steps/s  compile {t['compile_s']:5.1f} s  run {t['run_s']:7.1f} s  "
+              f"batches of {summary['batch_runs']}  final return mean {finals.mean():6.1f}  peak RSS {peak_rss_gb():.2f} GB", flush=True)
+
+
+if __name__ == "__main__":
+    main()
