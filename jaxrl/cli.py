@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 
@@ -67,7 +68,7 @@ def _resolve_plan(algo_name: str | None, settings: dict, args: argparse.Namespac
         if not values:
             raise InvalidChoiceError(f"--sweep {key} has no values")
         sweep[key] = values
-    static_fields = {f.name for f in __import__("dataclasses").fields(algo.Config)}
+    static_fields = {f.name for f in dataclasses.fields(algo.Config)}
     for key in sweep:
         if key == OBJECTIVE_KEY:
             settings["objective"] = ",".join(map(str, sweep[key]))
@@ -105,10 +106,17 @@ def _cmd_train(args: argparse.Namespace, algo_name: str | None = None, settings:
             saved = json.loads((out / "run.json").read_text())
         except (OSError, ValueError) as err:
             raise InvalidChoiceError(f"cannot resume from {str(out)!r}: no readable run.json ({type(err).__name__})") from None
-        plan, agent, overrides = _resolve_plan(saved["algorithm"], {**saved["settings"], "sweep": saved["sweep"], "seeds": len(saved["seeds"])}, _Namespace(args, seed=saved["seeds"][0]))
-        given_algo = algo_name or getattr(args, "algo", None)
-        if given_algo not in (None, saved["algorithm"]) or plan.to_json() != saved:
-            raise InvalidChoiceError(f"the checkpoint in {str(out)!r} is from a different config; resume it without changing settings")
+        # Flags given with --resume are applied on top of the saved settings: any change is refused.
+        saved_settings = {**saved["settings"], "sweep": saved["sweep"], "seeds": len(saved["seeds"])}
+        if args.config:
+            saved_settings = {**saved_settings, **load_yaml(args.config)}
+        given_seed = args.seed if args.seed != 0 else saved["seeds"][0]
+        plan, agent, overrides = _resolve_plan(algo_name or getattr(args, "algo", None) or saved["algorithm"], saved_settings, _Namespace(args, seed=given_seed))
+        if plan.to_json() != saved:
+            now = plan.to_json()
+            changed = sorted(k for k in set(now["settings"]) | set(saved["settings"]) if now["settings"].get(k) != saved["settings"].get(k))
+            changed += [k for k in ("algorithm", "sweep", "seeds") if now[k] != saved[k]]
+            raise InvalidChoiceError(f"the checkpoint in {str(out)!r} is from a different config (changed: {', '.join(changed)}); resume without changing settings")
     else:
         settings = dict(settings or {})
         if args.config:
@@ -140,10 +148,10 @@ def _cmd_train(args: argparse.Namespace, algo_name: str | None = None, settings:
 
 
 class _Namespace(argparse.Namespace):
-    """The flags of a resumed run: the saved settings, and no overriding flags."""
+    """The flags of a resumed run, with its first seed."""
 
     def __init__(self, args: argparse.Namespace, seed: int):
-        super().__init__(**{**vars(args), "env": None, "steps": None, "objective": None, "seeds": None, "set": [], "sweep": [], "seed": seed})
+        super().__init__(**{**vars(args), "seed": seed})
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

@@ -216,7 +216,8 @@ def run(
 
     notes = []
     if num_batches > 1:
-        notes.append(f"{num_runs} runs do not fit in memory at once: ran them in {num_batches} batches of {batch_runs}")
+        why = "do not fit in memory at once" if fit < num_runs else f"were limited to {max_batch_runs} per batch"
+        notes.append(f"{num_runs} runs {why}: ran them in {num_batches} batches of {batch_runs}")
         print(notes[-1], file=sys.stderr)
     if k != chunk_updates:
         notes.append(f"chunks of {k} updates (the largest divisor of {num_updates} updates <= {chunk_updates})")

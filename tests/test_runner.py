@@ -85,6 +85,9 @@ def test_sigterm_then_resume_equals_uninterrupted(tmp_path):
     assert summary["status"] == "interrupted", "the run finished before the signal; make it longer"
     assert "--resume" in out
 
+    changed = subprocess.run([sys.executable, "-m", "jaxrl.cli", "train", "--resume", str(cut), "--set", "lr=0.1"], env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert changed.returncode == 2 and "different config (changed: lr)" in changed.stderr
     resumed = subprocess.run([sys.executable, "-m", "jaxrl.cli", "train", "--resume", str(cut), "--quiet"], env=env,
                              capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
@@ -156,3 +159,15 @@ def test_run_yaml_with_an_objective_sweep(tmp_path, capsys):
     np.testing.assert_array_equal(curves["loss"][2], curves["loss"][3])
     assert main(["plot", str(tmp_path / "out"), str(tmp_path / "out"), "--out", str(tmp_path / "cmp.png")]) == 0
     assert (tmp_path / "cmp.png").stat().st_size > 0
+
+
+def test_runs_split_into_batches_give_the_same_results(agent, tmp_path):
+    plan = RunPlan("ppo", SETTINGS, {"lr": [1e-3, 2.5e-4]}, [0, 1])
+    whole = run(agent, plan, {}, tmp_path / "whole", chunk_updates=4, progress=False)
+    split = run(agent, plan, {}, tmp_path / "split", chunk_updates=4, max_batch_runs=2, progress=False)
+    assert whole["batch_runs"] == 4 and split["batch_runs"] == 2 and split["compiles"] == 1
+    assert any("2 batches of 2" in note for note in split["notes"])
+    _, a = load(tmp_path / "whole")
+    _, b = load(tmp_path / "split")
+    for name in ("loss", "final_return"):
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-4, atol=1e-5, err_msg=name)
