@@ -111,7 +111,7 @@ def _cmd_train(args: argparse.Namespace, algo_name: str | None = None, settings:
         if args.config:
             saved_settings = {**saved_settings, **load_yaml(args.config)}
         given_seed = args.seed if args.seed != 0 else saved["seeds"][0]
-        plan, agent, overrides = _resolve_plan(algo_name or getattr(args, "algo", None) or saved["algorithm"], saved_settings, _Namespace(args, seed=given_seed))
+        plan, agent, overrides = _resolve_plan(algo_name or getattr(args, "algo", None) or saved["algorithm"], saved_settings, argparse.Namespace(**{**vars(args), "seed": given_seed}))
         if plan.to_json() != saved:
             now = plan.to_json()
             changed = sorted(k for k in set(now["settings"]) | set(saved["settings"]) if now["settings"].get(k) != saved["settings"].get(k))
@@ -145,13 +145,6 @@ def _cmd_train(args: argparse.Namespace, algo_name: str | None = None, settings:
     if summary["status"] == "interrupted":
         print(f"interrupted: continue with  jaxrl train --resume {out}")
     return 0
-
-
-class _Namespace(argparse.Namespace):
-    """The flags of a resumed run, with its first seed."""
-
-    def __init__(self, args: argparse.Namespace, seed: int):
-        super().__init__(**{**vars(args), "seed": seed})
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

@@ -92,9 +92,12 @@ def _largest_divisor_at_most(n: int, k: int) -> int:
     return max(d for d in range(1, min(n, max(k, 1)) + 1) if n % d == 0)
 
 
+def _is_key(x: Any) -> bool:
+    return jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
 def _tree_bytes(tree: Any) -> int:
-    is_key = lambda x: jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
-    return sum(int(np.prod(x.shape)) * (8 if is_key(x) else np.dtype(x.dtype).itemsize) for x in jax.tree.leaves(tree))
+    return sum(int(np.prod(x.shape)) * (8 if _is_key(x) else np.dtype(x.dtype).itemsize) for x in jax.tree.leaves(tree))
 
 
 def _available_memory_bytes() -> int:
@@ -107,8 +110,8 @@ def _available_memory_bytes() -> int:
 
 
 def _key_data(carry: Any) -> Any:
-    is_key = lambda x: jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
-    return jax.tree.map(lambda x: jax.random.key_data(x) if is_key(x) else x, carry)
+    """Typed PRNG keys -> their uint32 data (orbax stores plain arrays)."""
+    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, carry)
 
 
 def build_hparams(agent: Any, plan: RunPlan, base_overrides: dict[str, float]) -> list[Any]:
@@ -317,9 +320,8 @@ def _read_state(path: Path) -> dict[str, int]:
 def _restore(path: Path, abstract_carry: Any, sharding: Any) -> Any:
     import orbax.checkpoint as ocp
 
-    is_key = lambda x: jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
     abstract_leaves, treedef = jax.tree.flatten(abstract_carry)
-    stored = lambda x: jax.ShapeDtypeStruct(x.shape + ((2,) if is_key(x) else ()), jnp.uint32 if is_key(x) else x.dtype, sharding=sharding)
+    stored = lambda x: jax.ShapeDtypeStruct(x.shape + ((2,) if _is_key(x) else ()), jnp.uint32 if _is_key(x) else x.dtype, sharding=sharding)
     target = {str(i): stored(x) for i, x in enumerate(abstract_leaves) if np.prod(x.shape)}
     try:
         with ocp.StandardCheckpointer() as checkpointer:
@@ -331,7 +333,7 @@ def _restore(path: Path, abstract_carry: Any, sharding: Any) -> Any:
         if str(i) not in restored:
             leaves.append(jax.device_put(jnp.zeros(x.shape, x.dtype), sharding))
         else:
-            leaves.append(jax.random.wrap_key_data(restored[str(i)]) if is_key(x) else restored[str(i)])
+            leaves.append(jax.random.wrap_key_data(restored[str(i)]) if _is_key(x) else restored[str(i)])
     return jax.tree.unflatten(treedef, leaves)
 
 
