@@ -250,6 +250,8 @@ def run(
                     if name not in host:
                         host[name] = np.zeros((num_runs, num_updates), value.dtype)
                     host[name][sl, c * k : (c + 1) * k] = value
+                # Every chunk's metrics reach the disk at once (curves.npz gathers them at the end).
+                results.atomic_write_npz(out / "metrics" / f"batch{b:04d}_chunk{c:05d}.npz", {**metrics, "runs": np.arange(num_runs)[sl]})
                 bar.update(k)
                 bar.set_postfix_str(_postfix(metrics, batch_runs * k * steps_per_update / max(time.perf_counter() - t0, 1e-9)))
                 last = c == num_chunks - 1
@@ -273,8 +275,9 @@ def run(
 
     summary = _summarize(agent, plan, host, final_return, status, compiles["n"], int("chunk" in compiled), compile_s, run_s, notes, devices, batch_runs)
     _write_results(out, plan, host, final_return, summary, steps_per_update, status)
-    if status == "finished" and ckpt_dir.exists():
+    if status == "finished":
         shutil.rmtree(ckpt_dir / "carry", ignore_errors=True)
+        shutil.rmtree(out / "metrics", ignore_errors=True)
     return summary
 
 

@@ -83,6 +83,8 @@ def test_sigterm_then_resume_equals_uninterrupted(tmp_path):
     assert proc.returncode == 0, err
     summary, _ = load(cut)
     assert summary["status"] == "interrupted", "the run finished before the signal; make it longer"
+    chunk_files = sorted((cut / "metrics").glob("batch0000_chunk*.npz"))
+    assert chunk_files and np.load(chunk_files[0])["loss"].shape == (2, 20)
     assert "--resume" in out
 
     changed = subprocess.run([sys.executable, "-m", "jaxrl.cli", "train", "--resume", str(cut), "--set", "lr=0.1"], env=env,
@@ -96,7 +98,7 @@ def test_sigterm_then_resume_equals_uninterrupted(tmp_path):
                    capture_output=True, timeout=300)
     s_cut, c_cut = load(cut)
     s_full, c_full = load(full)
-    assert s_cut["status"] == "finished"
+    assert s_cut["status"] == "finished" and not (cut / "metrics").exists()
     for name in ("loss", "episode_return", "approx_kl", "final_return"):
         np.testing.assert_array_equal(c_cut[name], c_full[name], err_msg=name)
 
