@@ -212,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_envs)
 
     p = sub.add_parser("demo", help="step every environment family under jit + vmap and print throughput")
-    p.add_argument("--envs", help=f"comma-separated ids (default: a sample of every family)")
+    p.add_argument("--envs", help="comma-separated ids (default: a sample of every family)")
     p.add_argument("--num-envs", type=_positive_int, default=256)
     p.add_argument("--steps", type=_positive_int, default=1000, help="steps per environment")
     p.set_defaults(func=_cmd_demo)
