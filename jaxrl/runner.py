@@ -14,7 +14,6 @@ import itertools
 import json
 import os
 import shutil
-import signal
 import sys
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl import results
+from jaxrl.checkpoints import StopFlag, is_key, restore_tree, save_tree
 from jaxrl.config import apply_overrides
 from jaxrl.devices import run_devices, run_sharding
 from jaxrl.envs.errors import InvalidChoiceError
@@ -65,38 +65,12 @@ def _count_compiles():
     return counter
 
 
-class _StopFlag:
-    """SIGINT / SIGTERM ask the host loop to finish its chunk, checkpoint and exit; a second signal aborts."""
-
-    def __init__(self) -> None:
-        self.signal: int | None = None
-
-    @contextlib.contextmanager
-    def installed(self):
-        def handler(signum, frame):
-            if self.signal is not None:
-                raise KeyboardInterrupt
-            self.signal = signum
-            print(f"\nreceived {signal.Signals(signum).name}: finishing this chunk, then checkpointing", file=sys.stderr)
-
-        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield self
-        finally:
-            for s, h in previous.items():
-                signal.signal(s, h)
-
-
 def _largest_divisor_at_most(n: int, k: int) -> int:
     return max(d for d in range(1, min(n, max(k, 1)) + 1) if n % d == 0)
 
 
-def _is_key(x: Any) -> bool:
-    return jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
-
-
 def _tree_bytes(tree: Any) -> int:
-    return sum(int(np.prod(x.shape)) * (8 if _is_key(x) else np.dtype(x.dtype).itemsize) for x in jax.tree.leaves(tree))
+    return sum(int(np.prod(x.shape)) * (8 if is_key(x) else np.dtype(x.dtype).itemsize) for x in jax.tree.leaves(tree))
 
 
 def _available_memory_bytes() -> int:
@@ -108,9 +82,16 @@ def _available_memory_bytes() -> int:
         return 8 * 2**30
 
 
-def _key_data(carry: Any) -> Any:
-    """Typed PRNG keys -> their uint32 data (orbax stores plain arrays)."""
-    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, carry)
+def plan_batches(agent: Any, hparams: Any, num_runs: int, max_batch_runs: int | None = None) -> tuple[int, int]:
+    """(runs per batch, runs that fit in memory): equal batches when `num_runs` do not fit in half the free
+    memory at once. The per-run cost is the carry plus one update's rollout, x4 for the learner's temporaries."""
+    carry = jax.eval_shape(agent.init, jax.random.key(0), hparams)
+    per_run = 4 * (_tree_bytes(carry) + _tree_bytes(jax.eval_shape(agent.collect, carry, hparams)[1]))
+    fit = max(1, int(0.5 * _available_memory_bytes() // per_run))
+    batch_runs = min(num_runs, fit, max_batch_runs or num_runs)
+    if batch_runs < num_runs:
+        batch_runs = max(d for d in range(1, batch_runs + 1) if num_runs % d == 0)
+    return batch_runs, fit
 
 
 def build_hparams(agent: Any, plan: RunPlan, base_overrides: dict[str, float]) -> list[Any]:
@@ -161,16 +142,8 @@ def run(
     run_hparams = jax.tree.map(lambda *xs: jnp.stack([x for x in xs for _ in range(num_seeds)]), *grid_hparams)
     run_seeds = np.tile(np.asarray(plan.seeds), num_points)
 
-    # Memory: the carry and one update's rollout per run, with headroom for the learner's temporaries.
-    per_run = 4 * (
-        _tree_bytes(jax.eval_shape(agent.init, jax.random.key(0), grid_hparams[0]))
-        + _tree_bytes(jax.eval_shape(agent.collect, jax.eval_shape(agent.init, jax.random.key(0), grid_hparams[0]), grid_hparams[0])[1])
-    )
-    fit = max(1, int(0.5 * _available_memory_bytes() // per_run))
-    batch_runs = min(num_runs, fit, max_batch_runs or num_runs)
-    devices = len(run_devices(num_runs, max_devices))
-    if batch_runs < num_runs:  # equal batches, each a multiple of the device count where possible
-        batch_runs = max(d for d in range(1, batch_runs + 1) if num_runs % d == 0)
+    batch_runs, fit = plan_batches(agent, grid_hparams[0], num_runs, max_batch_runs)
+    devices = len(run_devices(batch_runs, max_devices))
     num_batches = num_runs // batch_runs
 
     def chunk(carry, hparams):
@@ -224,7 +197,7 @@ def run(
     if k != chunk_updates:
         notes.append(f"chunks of {k} updates (the largest divisor of {num_updates} updates <= {chunk_updates})")
 
-    stop = _StopFlag()
+    stop = StopFlag("chunk")
     compile_s = run_s = 0.0
     status = "finished"
     bar = _progress(progress, total=num_updates * num_batches, initial=(start_batch * num_chunks + start_chunk) * k)
@@ -237,7 +210,7 @@ def run(
             hparams = jax.device_put(jax.tree.map(lambda x: x[sl], run_hparams), sharding)
             compile_s += compile_all(init_keys, hparams)
             if b == start_batch and start_chunk > 0:
-                carry = _restore(ckpt_dir / "carry", jax.eval_shape(init_fn, init_keys, hparams), sharding)
+                carry = restore_tree(ckpt_dir / "carry", jax.eval_shape(init_fn, init_keys, hparams), sharding)
             else:
                 carry = compiled["init"](init_keys, hparams)
             for c in range(start_chunk if b == start_batch else 0, num_chunks):
@@ -295,18 +268,9 @@ def _postfix(metrics: dict[str, np.ndarray], steps_per_s: float) -> str:
 
 def _checkpoint(ckpt_dir: Path, carry: Any, host: dict, final_return: np.ndarray, *, batch: int, chunk: int, chunk_updates: int) -> None:
     """Carry (orbax), host-side metrics and the position, written so that state.json is the last to change."""
-    import orbax.checkpoint as ocp
-
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     if carry is not None:
-        tmp = ckpt_dir / "carry.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        leaves = jax.tree.leaves(_key_data(carry))
-        with ocp.StandardCheckpointer() as checkpointer:  # orbax cannot save empty arrays: leave them out
-            checkpointer.save(tmp.absolute(), {str(i): x for i, x in enumerate(leaves) if x.size})
-            checkpointer.wait_until_finished()
-        shutil.rmtree(ckpt_dir / "carry", ignore_errors=True)
-        os.replace(tmp, ckpt_dir / "carry")
+        save_tree(ckpt_dir / "carry", carry)
     results.atomic_write_npz(ckpt_dir / "metrics.npz", {**host, "final_return": final_return})
     results.atomic_write_json(ckpt_dir / "state.json", {"batch": batch, "chunk": chunk, "chunk_updates": chunk_updates})
 
@@ -317,26 +281,6 @@ def _read_state(path: Path) -> dict[str, int]:
         return {"batch": int(state["batch"]), "chunk": int(state["chunk"]), "chunk_updates": int(state["chunk_updates"])}
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise InvalidChoiceError(f"no usable checkpoint at {str(path.parent)!r}: {type(err).__name__}: {err}") from None
-
-
-def _restore(path: Path, abstract_carry: Any, sharding: Any) -> Any:
-    import orbax.checkpoint as ocp
-
-    abstract_leaves, treedef = jax.tree.flatten(abstract_carry)
-    stored = lambda x: jax.ShapeDtypeStruct(x.shape + ((2,) if _is_key(x) else ()), jnp.uint32 if _is_key(x) else x.dtype, sharding=sharding)
-    target = {str(i): stored(x) for i, x in enumerate(abstract_leaves) if np.prod(x.shape)}
-    try:
-        with ocp.StandardCheckpointer() as checkpointer:
-            restored = checkpointer.restore(path.absolute(), target)
-    except Exception as err:  # orbax raises many types for missing or damaged files
-        raise InvalidChoiceError(f"checkpoint {str(path)!r} is corrupt or incomplete: {type(err).__name__}: {str(err).splitlines()[0][:200]}") from None
-    leaves = []
-    for i, x in enumerate(abstract_leaves):
-        if str(i) not in restored:
-            leaves.append(jax.device_put(jnp.zeros(x.shape, x.dtype), sharding))
-        else:
-            leaves.append(jax.random.wrap_key_data(restored[str(i)]) if _is_key(x) else restored[str(i)])
-    return jax.tree.unflatten(treedef, leaves)
 
 
 def _summarize(agent, plan, host, final_return, status, compiles_total, train_compiles, compile_s, run_s, notes, devices, batch_runs):
