@@ -250,6 +250,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dirs", nargs="+", metavar="DIR")
     p.add_argument("--out", help="image file (default DIR/curves.png of the first folder)")
     p.set_defaults(func=_cmd_plot)
+
+    # Commands of layers above the core (the meta layer) plug in through an entry point, so the core CLI
+    # never imports them.
+    import importlib.metadata
+    import types
+
+    helpers = types.SimpleNamespace(positive_int=_positive_int, devices=_devices)
+    for entry in importlib.metadata.entry_points(group="jaxrl.commands"):
+        entry.load()(sub, helpers)
     return parser
 
 

@@ -82,12 +82,15 @@ def _lpo_drift(temporal: bool, ppo_init: bool):
 
 
 def _lpo_init(num_features: int, hidden: int, init_scale: float):
+    """w1 is a random projection; w2 = init_scale * noise, so the default init_scale = 0 gives f = 0 (D = 0,
+    or exactly PPO's drift with ppo_init) while an ES perturbation of w2 changes D at first order. (With w1 = 0
+    too, as in a literal phi = 0, every perturbation changes D only at second order, sigma^2, and a population
+    at sigma = 0.03 trains identically.)"""
+
     def init(key):
-        if init_scale == 0.0:  # the published search starts from phi = 0
-            return {"w1": jnp.zeros((num_features, hidden)), "w2": jnp.zeros((hidden, 1))}
         k1, k2 = jax.random.split(key)
         return {
-            "w1": init_scale * jax.random.normal(k1, (num_features, hidden)) / np.sqrt(num_features),
+            "w1": jax.random.normal(k1, (num_features, hidden)) / np.sqrt(num_features),
             "w2": init_scale * jax.random.normal(k2, (hidden, 1)) / np.sqrt(hidden),
         }
 

@@ -50,6 +50,26 @@ def _json_default(x: Any) -> Any:
     raise TypeError(f"cannot write {type(x).__name__} to JSON")
 
 
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that decide a run's numbers, for summaries."""
+    import importlib.metadata as md
+
+    versions = {}
+    for pkg in ("jaxrl", "jax", "jaxlib", "flax", "optax", "gymnax", "brax", "evosax", "distrax", "orbax-checkpoint"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return versions
+
+
+def device_info(used: int) -> dict[str, Any]:
+    import jax
+
+    first = jax.devices()[0]
+    return {"kind": first.device_kind, "platform": first.platform, "count": jax.device_count(), "used": used}
+
+
 def iqm(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """Interquartile mean: the mean of the middle 50% of values (by sorted position) along `axis`."""
     x = np.sort(np.asarray(x, np.float64), axis=axis)

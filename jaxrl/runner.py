@@ -8,7 +8,6 @@ hparams_g)` would: same key splits, same updates, same final evaluation.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import itertools
 import json
@@ -53,7 +52,7 @@ class RunPlan:
         return dataclasses.asdict(self)
 
 
-def _count_compiles():
+def count_compiles() -> dict[str, int]:
     """A counter of XLA backend compilations from now on."""
     counter = {"n": 0}
 
@@ -127,7 +126,7 @@ def run(
 ) -> dict[str, Any]:
     """Train every (grid point, seed) of `plan`; write results to `out_dir`; return the summary dict."""
     out = Path(out_dir)
-    compiles = _count_compiles()
+    compiles = count_compiles()
     config = agent.config
     grid_hparams = build_hparams(agent, plan, base_overrides)
     num_seeds, num_points = len(plan.seeds), len(grid_hparams)
@@ -284,8 +283,6 @@ def _read_state(path: Path) -> dict[str, int]:
 
 
 def _summarize(agent, plan, host, final_return, status, compiles_total, train_compiles, compile_s, run_s, notes, devices, batch_runs):
-    import importlib.metadata as md
-
     num_seeds = len(plan.seeds)
     finite = host.get("finite")
     runs = []
@@ -298,10 +295,6 @@ def _summarize(agent, plan, host, final_return, status, compiles_total, train_co
             entry["first_nan_update"] = int(bad[0])
         runs.append(entry)
     env_steps = len(runs) * agent.num_updates * agent.config.batch_size
-    versions = {}
-    for pkg in ("jaxrl", "jax", "jaxlib", "flax", "optax", "gymnax", "brax", "evosax", "distrax", "orbax-checkpoint"):
-        with contextlib.suppress(md.PackageNotFoundError):
-            versions[pkg] = md.version(pkg)
     return {
         "status": status,
         "algorithm": plan.algorithm,
@@ -309,8 +302,8 @@ def _summarize(agent, plan, host, final_return, status, compiles_total, train_co
         "settings": plan.settings,
         "grid": {"sweep": plan.sweep, "points": plan.grid(), "labels": plan.labels()},
         "seeds": plan.seeds,
-        "versions": versions,
-        "devices": {"kind": jax.devices()[0].device_kind, "platform": jax.devices()[0].platform, "count": jax.device_count(), "used": devices},
+        "versions": results.package_versions(),
+        "devices": results.device_info(devices),
         "batch_runs": batch_runs,
         "compiles": train_compiles,
         "compiles_total": compiles_total,

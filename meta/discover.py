@@ -1,61 +1,54 @@
-"""Objective discovery: an ES over a learned objective's parameters, where one fitness evaluation is a whole
-inner training run. A generation is one compiled program: population x seeds of `agent.train`, vmapped, with
-every member trained on the same seeds (common random numbers).
+"""Objective discovery: an ES over the weights of a learned drift (`lpo`, `ta_lpo`), where one fitness
+evaluation is a whole inner PPO-family training run per member x seed x environment.
 
-This is the engine only; the `jaxrl meta discover` command, baselines, checkpoints and plots come next.
+    summary = discover(request, out)   # request: see `jaxrl meta discover --help` (meta/cli.py)
+
+Writes to `out`: meta_summary.json, fitness.png, drift.png, best_objective.npz (the member with the highest
+fitness seen) and mean_objective.npz (the search mean at the end, what the published LPO reports); both load
+with `jaxrl train --objective FILE`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-import jax
-import jax.numpy as jnp
+from jaxrl import objectives
+from jaxrl.envs.errors import invalid_choice
+from jaxrl.meta import plots
+from jaxrl.meta.search import search
+from jaxrl.meta.tasks import inner, inner_settings, make_request_es, make_tasks, meta_key, write_summary
 
-from jaxrl.meta.es import ES
-
-
-def make_population_fitness(agent: Any, num_seeds: int) -> Callable[[Any, jax.Array], jax.Array]:
-    """`fitness(objective_params (P, ...), key) -> (P,)`: mean final return of `num_seeds` inner runs of each
-    member. Every member sees the same `num_seeds` keys split from `key`."""
-    base = agent.default_hparams()
-
-    def member(objective_params: Any, keys: jax.Array) -> jax.Array:
-        hparams = base.replace(objective=objective_params)
-        _, metrics = jax.vmap(agent.train, in_axes=(0, None))(keys, hparams)
-        return metrics["final_return"].mean()
-
-    def fitness(population: Any, key: jax.Array) -> jax.Array:
-        keys = jax.random.split(key, num_seeds)
-        return jax.vmap(member, in_axes=(0, None))(population, keys)
-
-    return fitness
+INITS = {"ppo": True, "zero": False}  # ppo: D starts as PPO's clip; zero: D starts at 0 (no trust region)
+DRIFT_PROGRESSES = (0.0, 0.5, 1.0)
 
 
-def make_generation(es: ES, fitness: Callable[[Any, jax.Array], jax.Array]):
-    """One jitted ES generation: ask, evaluate the population, tell. Returns (state, fitness (P,))."""
-
-    @jax.jit
-    def generation(state: Any, key: jax.Array) -> tuple[Any, jax.Array]:
-        ask_key, eval_key, tell_key = jax.random.split(key, 3)
-        population, state = es.ask(ask_key, state)
-        values = fitness(population, eval_key)
-        state, _ = es.tell(tell_key, population, values, state)
-        return state, values
-
-    return generation
+def learned_objective(request: dict[str, Any]) -> objectives.Objective:
+    if request["objective"] not in objectives.LEARNED:
+        raise invalid_choice("learned objective", request["objective"], objectives.LEARNED)
+    if request["init"] not in INITS:
+        raise invalid_choice("init", request["init"], INITS)
+    return objectives.make(request["objective"], ppo_init=INITS[request["init"]])
 
 
-def discover(agent: Any, es: ES, key: jax.Array, generations: int, num_seeds: int) -> tuple[Any, list[dict[str, float]]]:
-    """Run `generations` generations from the objective's own init (PPO init for `ppo_init=True`).
+def discover(request: dict[str, Any], out: str | Path, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    out = Path(out)
+    objective = learned_objective(request)
+    inners = []
+    for env_id in request["envs"]:
+        settings = {**inner_settings(request, env_id), "objective": objective.name, "objective_options": objective.options}
+        inners.append(inner("ppo", settings))
+    solution = inners[0].hparams.objective  # phi = 0 (PPO's clip or zero drift, per `init`)
+    tasks = make_tasks(request, inners, lambda member, base: base.replace(objective=member))
+    es = make_request_es(request, solution)
+    result = search(es, solution, tasks, meta_key(request), request["generations"], request["seeds"], out,
+                    checkpoint_every=request["checkpoint_every"], resume=resume, progress=progress)
 
-    Returns the final search mean (objective params) and per-generation best / mean fitness."""
-    generation = make_generation(es, make_population_fitness(agent, num_seeds))
-    init_key, key = jax.random.split(key)
-    state = es.init(init_key, agent.default_hparams().objective)
-    history = []
-    for g in range(generations):
-        state, values = generation(state, jax.random.fold_in(key, g))
-        history.append({"generation": g, "best": float(jnp.max(values)), "mean": float(jnp.mean(values))})
-    return es.mean(state), history
+    files = {"best": "best_objective.npz", "mean": "mean_objective.npz", "fitness": "fitness.png", "drift": "drift.png"}
+    objectives.save(out / files["best"], objective, result.best)
+    objectives.save(out / files["mean"], objective, result.mean)
+    title = f"{objective.name} ({request['init']} init) on {', '.join(request['envs'])}"
+    plots.plot_fitness(out / files["fitness"], result.history, title)
+    progresses = DRIFT_PROGRESSES if objective.name == "ta_lpo" else (0.0,)
+    plots.plot_drift(out / files["drift"], objective, result.best, f"learned {objective.name} (best)", progresses)
+    return write_summary(out, request, tasks, result, files, {"objective": {"name": objective.name, "options": objective.options}})

@@ -1,0 +1,188 @@
+"""`jaxrl meta discover | tune | evaluate`: registered on the `jaxrl` command through the `jaxrl.commands`
+entry point (pyproject.toml), so the core CLI never imports the meta layer."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from jaxrl.envs.errors import InvalidChoiceError
+
+# Defaults of the search flags; None on the parser so `--resume` can tell a given flag from a default.
+SEARCH_DEFAULTS = {
+    "generations": 100, "population": 32, "seeds": 2, "inner_steps": None, "es": "open_es", "seed": 0,
+    "baseline_seeds": 8, "checkpoint_every": 10, "devices": None,
+}
+DISCOVER_DEFAULTS = {"objective": "lpo", "init": "ppo", "envs": "CartPole-v1", "sigma": 0.03, "lr": 0.03}
+TUNE_DEFAULTS = {"sigma": 0.1, "lr": 0.05}
+
+
+def register(sub: argparse._SubParsersAction, common: Any) -> None:
+    """Add `meta` to the `jaxrl` parser. common: jaxrl.cli's helpers (positive_int, devices)."""
+    meta = sub.add_parser("meta", help="meta-learning: discover objectives, tune hyperparameters, evaluate objectives")
+    msub = meta.add_subparsers(dest="meta_command", metavar="META_COMMAND")
+    msub.required = True
+
+    def search_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--generations", type=common.positive_int, help="ES generations (default 100)")
+        p.add_argument("--population", type=common.positive_int, help="ES population size (default 32)")
+        p.add_argument("--seeds", type=common.positive_int, help="inner seeds per member, shared by all members (default 2)")
+        p.add_argument("--inner-steps", type=common.positive_int, help="environment steps of each inner run (default: the algorithm's)")
+        p.add_argument("--es", help="evolution strategy, an evosax name (default open_es)")
+        p.add_argument("--sigma", type=float, help="ES noise scale")
+        p.add_argument("--lr", type=float, help="ES learning rate (OpenES: Adam on the mean)")
+        p.add_argument("--seed", type=int, help="meta seed (default 0)")
+        p.add_argument("--set", action="append", default=None, metavar="KEY=VALUE", help="a setting of the inner runs (repeatable)")
+        p.add_argument("--config", help="YAML file of inner-run settings")
+        p.add_argument("--baseline-seeds", type=common.positive_int, help="seeds of the cached PPO baseline (default 8)")
+        p.add_argument("--checkpoint-every", type=common.positive_int, help="checkpoint every N generations (default 10)")
+        p.add_argument("--devices", type=common.devices, help="all (default) or N")
+        p.add_argument("--out", help="results folder (default results/meta-KIND-TIME)")
+        p.add_argument("--resume", metavar="DIR", help="continue a search from its folder (--generations may be raised)")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = msub.add_parser("discover", help="meta-learn an objective (lpo / ta_lpo weights) with an ES")
+    p.add_argument("--objective", help="lpo or ta_lpo (default lpo)")
+    p.add_argument("--init", help="ppo (start from PPO's clip, default) or zero (start from no trust region)")
+    p.add_argument("--envs", help="comma-separated meta-training environments (default CartPole-v1)")
+    search_flags(p)
+    p.set_defaults(func=_cmd_discover)
+
+    p = msub.add_parser("tune", help="search hyperparameters of an algorithm with an ES")
+    p.add_argument("algo", help="algorithm (ppo)")
+    p.add_argument("--env", help="environment id (required unless --resume)")
+    p.add_argument("--search", action="append", default=None, metavar="KEY=LOW:HIGH[:log]", help="a hyperparameter and its range (repeatable)")
+    search_flags(p)
+    p.set_defaults(func=_cmd_tune)
+
+    p = msub.add_parser("evaluate", help="train objectives on environments over seeds; IQM, CIs, normalised scores")
+    p.add_argument("--objective", nargs="+", required=True, metavar="FILE|NAME", help="objective names or saved .npz files")
+    p.add_argument("--envs", required=True, help="comma-separated environment ids")
+    p.add_argument("--seeds", type=common.positive_int, default=16, help="seeds per (objective, environment) (default 16)")
+    p.add_argument("--seed", type=int, default=0, help="first seed")
+    p.add_argument("--steps", type=common.positive_int, help="environment steps per run (default: the algorithm's)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a setting of every run (repeatable)")
+    p.add_argument("--config", help="YAML file of settings for every run")
+    p.add_argument("--baseline-seeds", type=common.positive_int, default=8)
+    p.add_argument("--devices", type=common.devices, default=None)
+    p.add_argument("--out", help="results folder (default results/meta-evaluate-TIME)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_evaluate)
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    from jaxrl.config import load_yaml, parse_assignment
+
+    settings = load_yaml(args.config) if args.config else {}
+    settings.update(parse_assignment(text) for text in (args.set or []))
+    for key in ("env_id", "objective", "total_timesteps", "algorithm", "seeds", "sweep", "out"):
+        if key in settings:
+            raise InvalidChoiceError(f"setting {key!r} is given by the meta command's own flags, not --set/--config")
+    return settings
+
+
+def _env_list(text: str) -> list[str]:
+    from jaxrl import envs
+
+    ids = [e.strip() for e in text.split(",") if e.strip()]
+    if not ids:
+        raise InvalidChoiceError(f"no environment ids in {text!r}")
+    for env_id in ids:
+        if env_id not in envs.registered_ids():
+            envs.make(env_id)  # the one-line error with the closest ids
+    return ids
+
+
+def _request(kind: str, args: argparse.Namespace, specific: dict[str, Any], defaults: dict[str, Any]) -> tuple[dict[str, Any], Path, bool]:
+    """The full request (saved as meta.json), the output folder and whether this resumes."""
+    flags = {k: getattr(args, k) for k in SEARCH_DEFAULTS}
+    flags.update(sigma=args.sigma, lr=args.lr)
+    if args.resume:
+        out = Path(args.resume)
+        try:
+            saved = json.loads((out / "meta.json").read_text())
+        except (OSError, ValueError) as err:
+            raise InvalidChoiceError(f"cannot resume from {str(out)!r}: no readable meta.json ({type(err).__name__})") from None
+        if saved.get("kind") != kind:
+            raise InvalidChoiceError(f"{str(out)!r} holds a `meta {saved.get('kind')}` search, not `meta {kind}`")
+        given = {**{k: v for k, v in flags.items() if v is not None}, **{k: v for k, v in specific.items() if v is not None}}
+        if args.set is not None or args.config:
+            given["settings"] = _settings(args)
+        changed = sorted(k for k, v in given.items() if k != "generations" and saved.get(k) != v)
+        if changed:
+            raise InvalidChoiceError(f"{str(out)!r} was started with other {', '.join(changed)}; resume without changing them (only --generations may change)")
+        request = {**saved, "generations": given.get("generations", saved["generations"])}
+        return request, out, True
+    request = {"kind": kind, **SEARCH_DEFAULTS, **defaults}
+    request.update({k: v for k, v in flags.items() if v is not None})
+    request.update({k: v for k, v in specific.items() if v is not None})
+    request["settings"] = _settings(args)
+    out = Path(args.out or f"results/meta-{kind}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if (out / "meta.json").exists() or (out / "meta_summary.json").exists():
+        raise InvalidChoiceError(f"{str(out)!r} already holds a search; choose another --out, or --resume it")
+    return request, out, False
+
+
+def _start(request: dict[str, Any], out: Path, resume: bool) -> None:
+    from jaxrl import results
+
+    if not resume:
+        out.mkdir(parents=True, exist_ok=True)
+        results.atomic_write_json(out / "meta.json", request)
+    print(f"meta {request['kind']} on {', '.join(request['envs'])}: population {request['population']} x {request['seeds']} seeds, "
+          f"{request['generations']} generations ({request['es']}) -> {out}", flush=True)
+
+
+def _finish(summary: dict[str, Any], out: Path) -> int:
+    timing = summary["timing"]
+    print(f"{summary['status']}: {len(summary['generations'])} generations, {timing['seconds_per_generation']:.1f} s/generation, "
+          f"{timing['env_steps_per_s'] or 0:,.0f} inner env steps/s, best fitness {summary['best']['fitness']:.3f} (PPO = 1); "
+          f"files: {', '.join(summary['files'].values())} in {out}")
+    if summary["status"] == "interrupted":
+        print(f"continue with  jaxrl meta {summary['kind']} --resume {out}")
+    return 0
+
+
+def _cmd_discover(args: argparse.Namespace) -> int:
+    from jaxrl.meta.discover import discover, learned_objective
+
+    specific = {"objective": args.objective, "init": args.init, "envs": _env_list(args.envs) if args.envs else None}
+    defaults = {**DISCOVER_DEFAULTS, "envs": _env_list(DISCOVER_DEFAULTS["envs"])}
+    request, out, resume = _request("discover", args, specific, defaults)
+    learned_objective(request)  # validate before any file is written
+    _start(request, out, resume)
+    return _finish(discover(request, out, resume=resume, progress=not args.quiet), out)
+
+
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from jaxrl.meta.tasks import inner, inner_settings
+    from jaxrl.meta.tune import dimensions, tune
+
+    specific = {"algorithm": args.algo, "envs": _env_list(args.env) if args.env else None, "search": args.search}
+    request, out, resume = _request("tune", args, specific, TUNE_DEFAULTS)
+    if not request.get("envs"):
+        raise InvalidChoiceError("name the environment to tune on: --env ID")
+    if not request.get("search"):
+        raise InvalidChoiceError("name at least one hyperparameter to search: --search KEY=LOW:HIGH[:log]")
+    first = inner(request["algorithm"], inner_settings(request, request["envs"][0]))
+    dimensions(request, first.algorithm, first.hparams)  # validate before any file is written
+    _start(request, out, resume)
+    return _finish(tune(request, out, resume=resume, progress=not args.quiet), out)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from jaxrl.meta.evaluate import evaluate
+
+    request = {
+        "kind": "evaluate", "objectives": args.objective, "envs": _env_list(args.envs), "seeds": args.seeds, "seed": args.seed,
+        "inner_steps": args.steps, "settings": _settings(args), "baseline_seeds": args.baseline_seeds, "devices": args.devices,
+    }
+    out = Path(args.out or f"results/meta-evaluate-{time.strftime('%Y%m%d-%H%M%S')}")
+    summary = evaluate(request, out, progress=not args.quiet)
+    if summary["status"] == "finished":
+        print((out / "report.md").read_text())
+        print(f"wrote {out / 'summary.json'}, {out / 'report.md'}, {out / 'scores.png'}")
+    return 0

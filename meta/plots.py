@@ -1,0 +1,101 @@
+"""Figures of the meta layer: fitness over generations, drift maps of objectives, normalised score bars.
+Every figure is written atomically (jaxrl.results)."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrl import objectives, results
+
+RATIO_RANGE = (0.5, 1.5)
+ADVANTAGE_RANGE = (-2.0, 2.0)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: str | os.PathLike) -> None:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    _pyplot().close(fig)
+    results.atomic_write_bytes(path, buffer.getvalue())
+
+
+def plot_fitness(path: str | os.PathLike, history: list[dict[str, Any]], title: str = "") -> None:
+    """Best and mean normalised fitness per generation; 1 is the PPO baseline, 0 the untrained policy."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    gens = [h["generation"] for h in history]
+    ax.plot(gens, [h["best"] for h in history], label="best member")
+    ax.plot(gens, [h["mean"] for h in history], label="population mean")
+    ax.axhline(1.0, color="gray", linestyle="--", linewidth=1, label="PPO baseline")
+    ax.set_xlabel("generation")
+    ax.set_ylabel("normalised fitness (0 = untrained, 1 = PPO)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def drift_grid(objective: objectives.Objective, params: Any, progress: float, n: int = 101) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """D over a (ratio, advantage) grid: returns ratios (n,), advantages (n,), D (n_adv, n_ratio)."""
+    ratios = np.linspace(*RATIO_RANGE, n)
+    advantages = np.linspace(*ADVANTAGE_RANGE, n)
+    r, a = np.meshgrid(ratios, advantages)
+    d = objective.drift(params, jnp.log(jnp.asarray(r, jnp.float32)), jnp.asarray(a, jnp.float32), jnp.float32(progress))
+    return ratios, advantages, np.asarray(d)
+
+
+def plot_drift(path: str | os.PathLike, learned: objectives.Objective, params: Any, label: str, progresses: Sequence[float] = (0.0,)) -> None:
+    """Heat maps of D(r, A): the learned drift (at each training progress in `progresses`; time-aware
+    objectives only differ between them) beside PPO's and DPO's with their default parameters, one colour scale."""
+    panels = [(f"{label}" + (f", progress {p:g}" if len(progresses) > 1 else ""), learned, params, p) for p in progresses]
+    for name in ("ppo_clip", "dpo"):
+        ref = objectives.make(name)
+        panels.append((name, ref, ref.init(None), 0.0))
+    grids = [drift_grid(obj, prm, p) for _, obj, prm, p in panels]
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.2), dpi=120, squeeze=False, layout="constrained")
+    for ax, (title, *_), (ratios, advantages, d) in zip(axes[0], panels, grids):
+        # Each panel has its own colour scale: a learned drift can be far larger than PPO's or DPO's.
+        image = ax.imshow(d, origin="lower", aspect="auto", cmap="magma", vmin=0.0, vmax=max(float(d.max()), 1e-6),
+                          extent=(ratios[0], ratios[-1], advantages[0], advantages[-1]))
+        ax.axvline(1.0, color="white", linewidth=0.6, alpha=0.6)
+        ax.axhline(0.0, color="white", linewidth=0.6, alpha=0.6)
+        ax.set_title(title, fontsize=8)
+        ax.set_xlabel("ratio r")
+        fig.colorbar(image, ax=ax, shrink=0.85)
+    axes[0][0].set_ylabel("advantage A (drift D in colour)")
+    _save(fig, path)
+
+
+def plot_scores(path: str | os.PathLike, env_ids: Sequence[str], labels: Sequence[str], iqm: np.ndarray, low: np.ndarray, high: np.ndarray) -> None:
+    """Grouped bars: normalised IQM score per (environment, objective) with 95% bootstrap intervals.
+    iqm, low, high: (objectives, environments)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(env_ids) * max(1, len(labels)) / 2), 4.5), dpi=120)
+    width = 0.8 / max(len(labels), 1)
+    x = np.arange(len(env_ids))
+    for j, label in enumerate(labels):
+        err = np.stack([iqm[j] - low[j], high[j] - iqm[j]])
+        ax.bar(x + (j - (len(labels) - 1) / 2) * width, iqm[j], width, yerr=err, capsize=3, label=label)
+    ax.axhline(1.0, color="gray", linestyle="--", linewidth=1)
+    ax.set_xticks(x, env_ids, rotation=15, fontsize=8)
+    ax.set_ylabel("normalised score (0 = untrained, 1 = PPO), IQM, 95% CI")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)

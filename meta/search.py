@@ -1,0 +1,155 @@
+"""The outer loop shared by objective discovery and hyperparameter tuning.
+
+One generation: ask the ES for a population, train every member on every meta-training environment over the
+same seeds (one compiled program per environment, see `population.py`), put each environment's mean final
+returns on the baseline scale (`baselines.normalise`), average them into the fitness, tell the ES.
+
+Generation g draws its keys from `fold_in(key, g)` alone, so a run resumed from a checkpoint after generation g
+continues exactly as the uninterrupted run would have (tests/test_meta_cli.py checks this bit for bit).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrl import results
+from jaxrl.checkpoints import StopFlag, restore_tree, save_tree
+from jaxrl.envs.errors import InvalidChoiceError
+from jaxrl.meta.baselines import normalise
+from jaxrl.meta.es import ES
+from jaxrl.meta.population import PopulationEvaluator
+
+
+@dataclass
+class Task:
+    """One meta-training environment: its evaluator and its baseline (see baselines.py)."""
+
+    env_id: str
+    evaluator: PopulationEvaluator
+    baseline: dict[str, float]
+
+
+@dataclass
+class SearchResult:
+    status: str  # finished | interrupted
+    mean: Any  # the ES's search mean at the end
+    best: Any  # the member with the highest fitness seen
+    best_fitness: float
+    history: list[dict[str, Any]]
+    timing: dict[str, float]
+
+
+def search(
+    es: ES,
+    solution: Any,
+    tasks: list[Task],
+    key: jax.Array,
+    generations: int,
+    num_seeds: int,
+    out: Path,
+    *,
+    checkpoint_every: int = 10,
+    resume: bool = False,
+    progress: bool = True,
+    describe: Callable[[Any], dict] | None = None,
+) -> SearchResult:
+    """Run generations [start, generations) where start is 0 or the checkpoint's; checkpoints in out/checkpoints.
+
+    solution: the pytree the ES starts from (its mean); describe(member) -> a dict shown in the history for the
+    best member of each generation (e.g. decoded hyperparameters)."""
+    ckpt = out / "checkpoints"
+    init_key, loop_key = jax.random.split(key)
+    ask, tell = jax.jit(es.ask), jax.jit(es.tell)
+    abstract = {
+        "es": jax.eval_shape(es.init, init_key, solution),
+        "best": jax.eval_shape(lambda s: s, solution),
+        "best_fitness": jax.ShapeDtypeStruct((), jnp.float32),
+    }
+    if resume:
+        try:
+            position = json.loads((ckpt / "state.json").read_text())
+            start, history = int(position["generation"]), list(position["history"])
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise InvalidChoiceError(f"no usable meta checkpoint in {str(ckpt)!r}: {type(err).__name__}") from None
+        state = restore_tree(ckpt / "tree", abstract)
+    else:
+        start, history = 0, []
+        state = {"es": es.init(init_key, solution), "best": solution, "best_fitness": jnp.float32(-jnp.inf)}
+
+    def checkpoint(generation: int) -> None:
+        save_tree(ckpt / "tree", state)
+        results.atomic_write_json(ckpt / "state.json", {"generation": generation, "history": history})
+
+    stop = StopFlag("generation")
+    status = "finished"
+    run_s = sum(h["time_s"] for h in history)
+    bar = _progress(progress, generations, start)
+    with stop.installed():
+        for g in range(start, generations):
+            t0 = time.perf_counter()
+            compile_before = sum(t.evaluator.compile_s for t in tasks)
+            ask_key, eval_key, tell_key = jax.random.split(jax.random.fold_in(loop_key, g), 3)
+            population, es_state = ask(ask_key, state["es"])
+            fitness = np.zeros(es.strategy.population_size)
+            per_env = {}
+            for e, task in enumerate(tasks):
+                keys = jax.random.split(jax.random.fold_in(eval_key, e), num_seeds)  # common random numbers
+                member_returns = task.evaluator(population, keys).mean(axis=1)
+                finite = np.isfinite(member_returns)
+                if not finite.all():
+                    print(f"generation {g}, {task.env_id}: members {np.flatnonzero(~finite).tolist()} returned NaN/Inf; they get the worst fitness", file=sys.stderr)
+                per_env[task.env_id] = {"best": float(member_returns[finite].max(initial=-np.inf)), "mean": float(member_returns[finite].mean()) if finite.any() else None}
+                fitness += normalise(member_returns, task.baseline) / len(tasks)
+            finite = np.isfinite(fitness)  # a diverged member ranks below every finite one
+            fitness = np.where(finite, fitness, fitness[finite].min() - 1.0 if finite.any() else 0.0)
+            es_state, _ = tell(tell_key, population, jnp.asarray(fitness, jnp.float32), es_state)
+            i = int(np.argmax(fitness))
+            best, best_fitness = state["best"], state["best_fitness"]
+            if fitness[i] > float(best_fitness):
+                best, best_fitness = jax.tree.map(lambda x: x[i], population), jnp.float32(fitness[i])
+            state = {"es": es_state, "best": best, "best_fitness": best_fitness}
+            elapsed = time.perf_counter() - t0 - (sum(t.evaluator.compile_s for t in tasks) - compile_before)
+            entry = {"generation": g, "best": float(fitness.max()), "mean": float(fitness.mean()), "returns": per_env, "time_s": elapsed}
+            if describe is not None:
+                entry["best_member"] = describe(jax.tree.map(lambda x: x[i], population))
+            history.append(entry)
+            run_s += elapsed
+            bar.update(1)
+            bar.set_postfix_str(_postfix(entry))
+            last = g == generations - 1
+            if last or stop.signal is not None or (g + 1) % checkpoint_every == 0:
+                checkpoint(g + 1)  # the last one too: `--resume --generations MORE` extends a finished search
+            if stop.signal is not None and not last:
+                status = "interrupted"
+                break
+    bar.close()
+    env_steps = sum(t.evaluator.env_steps_per_call for t in tasks) * (len(history) - start)
+    new_s = sum(h["time_s"] for h in history[start:])
+    timing = {
+        "compile_s": sum(t.evaluator.compile_s for t in tasks),
+        "run_s": run_s,
+        "seconds_per_generation": run_s / max(len(history), 1),
+        "env_steps_per_s": env_steps / new_s if new_s else None,
+    }
+    return SearchResult(status, es.mean(state["es"]), state["best"], float(state["best_fitness"]), history, timing)
+
+
+def _progress(enabled: bool, total: int, initial: int):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, disable=not enabled, unit="gen", dynamic_ncols=True, file=sys.stderr)
+
+
+def _postfix(entry: dict[str, Any]) -> str:
+    envs = ", ".join(f"{k} {v['best']:.1f}" for k, v in entry["returns"].items())
+    return f"fitness best {entry['best']:.3f} mean {entry['mean']:.3f} (PPO = 1) | best return {envs} | {entry['time_s']:.1f} s/gen"
