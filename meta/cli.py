@@ -128,7 +128,11 @@ def _request(kind: str, args: argparse.Namespace, specific: dict[str, Any], defa
 
 def _start(request: dict[str, Any], out: Path, resume: bool) -> None:
     from jaxrl import results
+    from jaxrl.envs.errors import invalid_choice
+    from jaxrl.meta.es import ALGORITHMS
 
+    if request["es"].lower() not in ALGORITHMS:  # before any file is written
+        raise invalid_choice("evolution strategy", request["es"], ALGORITHMS)
     if not resume:
         out.mkdir(parents=True, exist_ok=True)
         results.atomic_write_json(out / "meta.json", request)

@@ -1,0 +1,172 @@
+"""The `jaxrl meta` commands end to end on tiny budgets: every output file, resume equality, same key same
+result, saved objectives that reload to the same drift, configs that `jaxrl train` accepts, one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import yaml
+
+from jaxrl import objectives
+from jaxrl.checkpoints import restore_tree
+from jaxrl.cli import main
+from jaxrl.meta import baselines
+from jaxrl.meta.tune import Dimension, parse_search
+
+# 4 envs x 16 steps x 4 updates: a few seconds of compile, well under a second per generation.
+INNER = ["--inner-steps", "256", "--set", "num_steps=16", "--set", "eval_episodes=2", "--baseline-seeds", "2", "--quiet"]
+TINY = ["--population", "4", "--seeds", "2", *INNER]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def baseline_cache(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("JAXRL_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def discovered(tmp_path_factory):
+    """A 3-generation search in one go, and the same search stopped after 2 and resumed to 3."""
+    root = tmp_path_factory.mktemp("discover")
+    args = ["meta", "discover", "--objective", "ta_lpo", "--envs", "CartPole-v1", "--sigma", "0.5", "--set", "lr=0.01", *TINY]
+    assert main([*args, "--generations", "3", "--out", str(root / "straight")]) == 0
+    assert main([*args, "--generations", "2", "--out", str(root / "resumed")]) == 0
+    first_two = json.loads((root / "resumed" / "meta_summary.json").read_text())["generations"]
+    assert main(["meta", "discover", "--resume", str(root / "resumed"), "--generations", "3", "--quiet"]) == 0
+    return root, first_two
+
+
+def _fitness(folder):
+    return [(g["best"], g["mean"], g["returns"]) for g in json.loads((folder / "meta_summary.json").read_text())["generations"]]
+
+
+def test_discover_writes_every_file(discovered):
+    root, _ = discovered
+    out = root / "straight"
+    for name in ("meta.json", "meta_summary.json", "fitness.png", "drift.png", "best_objective.npz", "mean_objective.npz"):
+        assert (out / name).stat().st_size > 0, name
+    summary = json.loads((out / "meta_summary.json").read_text())
+    assert summary["status"] == "finished" and len(summary["generations"]) == 3
+    for g in summary["generations"]:
+        assert {"best", "mean", "returns", "time_s"} <= set(g) and g["best"] >= g["mean"]
+    assert summary["envs"][0]["baseline"].keys() == {"ppo", "init"}
+    assert {"jax", "evosax"} <= set(summary["versions"]) and summary["timing"]["seconds_per_generation"] > 0
+
+
+def test_resumed_search_equals_uninterrupted_and_same_key_same_result(discovered):
+    root, first_two = discovered
+    straight, resumed = _fitness(root / "straight"), _fitness(root / "resumed")
+    assert straight == resumed  # exact floats: a resumed search continues bit for bit
+    assert [(g["best"], g["mean"], g["returns"]) for g in first_two] == straight[:2]  # two processes, same key
+    for name in ("best_objective.npz", "mean_objective.npz"):
+        a, b = np.load(root / "straight" / name), np.load(root / "resumed" / name)
+        assert all(np.array_equal(a[k], b[k]) for k in a.files if k.startswith("param/")), name
+    assert len({g[0] for g in straight}) > 1  # the population really differed (else equality proves little)
+
+
+def test_saved_objective_reloads_to_the_same_drift(discovered):
+    root, _ = discovered
+    objective, params = objectives.load(root / "straight" / "best_objective.npz")
+    assert objective.name == "ta_lpo" and objective.options == {"ppo_init": True}
+    # The best member as the search kept it in its checkpoint.
+    abstract = {"es": None, "best": jax.eval_shape(lambda: params), "best_fitness": jax.ShapeDtypeStruct((), jnp.float32)}
+    from jaxrl.meta.es import make_es
+
+    es = make_es("open_es", 4, params, sigma=0.5, lr=0.03)
+    abstract["es"] = jax.eval_shape(es.init, jax.random.key(0), params)
+    kept = restore_tree(root / "straight" / "checkpoints" / "tree", abstract)["best"]
+    l, a = jnp.meshgrid(jnp.linspace(-0.5, 0.5, 21), jnp.linspace(-2.0, 2.0, 21))
+    for progress in (0.0, 0.5, 1.0):
+        d_file = objective.drift(params, l, a, progress)
+        d_kept = objective.drift(kept, l, a, progress)
+        np.testing.assert_array_equal(np.asarray(d_file), np.asarray(d_kept))
+    assert float(jnp.abs(objective.drift(params, l, a, 0.5)).max()) > 0
+
+
+def test_discovered_objective_trains_with_jaxrl_train(discovered, tmp_path):
+    root, _ = discovered
+    out = tmp_path / "train"
+    assert main(["train", "ppo", "--env", "CartPole-v1", "--steps", "256", "--set", "num_steps=16", "--set", "eval_episodes=2",
+                 "--objective", str(root / "straight" / "best_objective.npz"), "--out", str(out), "--quiet"]) == 0
+    assert json.loads((out / "summary.json").read_text())["status"] == "finished"
+
+
+def test_tune_writes_a_config_that_jaxrl_train_runs(tmp_path):
+    out = tmp_path / "tune"
+    assert main(["meta", "tune", "ppo", "--env", "CartPole-v1", "--search", "lr=1e-4:1e-1:log", "--search", "ent_coef=0:0.05",
+                 "--generations", "2", *TINY, "--out", str(out)]) == 0
+    for name in ("meta.json", "meta_summary.json", "fitness.png", "best_config.yaml", "mean_config.yaml"):
+        assert (out / name).stat().st_size > 0, name
+    summary = json.loads((out / "meta_summary.json").read_text())
+    best = yaml.safe_load((out / "best_config.yaml").read_text())
+    assert best["lr"] == pytest.approx(summary["best_hparams"]["lr"]) and 1e-4 <= best["lr"] <= 1e-1
+    assert 0.0 <= best["ent_coef"] <= 0.05 and best["env_id"] == "CartPole-v1" and best["algorithm"] == "ppo"
+    assert main(["train", "--config", str(out / "best_config.yaml"), "--out", str(tmp_path / "train"), "--quiet"]) == 0
+    trained = json.loads((tmp_path / "train" / "summary.json").read_text())
+    assert trained["config"]["total_timesteps"] == 256
+
+
+def test_evaluate_writes_results_with_intervals(discovered, tmp_path):
+    root, _ = discovered
+    out = tmp_path / "eval"
+    objective_file = str(root / "straight" / "mean_objective.npz")
+    assert main(["meta", "evaluate", "--objective", "dpo", objective_file, "--envs", "CartPole-v1", "--seeds", "2", "--steps", "256",
+                 "--set", "num_steps=16", "--set", "eval_episodes=2", "--baseline-seeds", "2", "--out", str(out), "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    for label in ("dpo", "mean_objective"):
+        cell = summary["results"][label]["CartPole-v1"]
+        assert cell["returns"]["ci_low"] <= cell["returns"]["iqm"] <= cell["returns"]["ci_high"]
+        assert (out / cell["folder"] / "summary.json").exists() and (out / cell["folder"] / "curves.png").exists()
+    assert (out / "scores.png").stat().st_size > 0 and "mean_objective" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["meta", "discover", "--objective", "dpo"], "unknown learned objective 'dpo'"),
+        (["meta", "discover", "--envs", "CartPol-v1"], "unknown environment 'CartPol-v1'"),
+        (["meta", "discover", "--init", "random"], "unknown init 'random'"),
+        (["meta", "tune", "ppo", "--env", "CartPole-v1", "--search", "lr=1:0"], "LOW must be below HIGH"),
+        (["meta", "tune", "ppo", "--env", "CartPole-v1", "--search", "lr=0:1:log"], "a log range needs LOW > 0"),
+        (["meta", "tune", "ppo", "--env", "CartPole-v1", "--search", "num_envs=1:8"], "cannot search 'num_envs': it is a static setting"),
+        (["meta", "tune", "ppo", "--env", "CartPole-v1", "--search", "learning_rate=0:1"], "unknown setting 'learning_rate'"),
+        (["meta", "tune", "ppo", "--env", "CartPole-v1"], "name at least one hyperparameter"),
+        (["meta", "tune", "ppo", "--env", "CartPole-v1", "--search", "lr=1e-4:1e-2", "--es", "open-es"], "unknown evolution strategy 'open-es'"),
+        (["meta", "discover", "--resume", "/nonexistent/folder"], "cannot resume from '/nonexistent/folder'"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(argv, message, capsys, tmp_path):
+    assert main([*argv, "--out", str(tmp_path / "out")] if "--resume" not in argv else argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "out" / "meta.json").exists()
+
+
+def test_resume_refuses_changed_settings(discovered, capsys):
+    root, _ = discovered
+    assert main(["meta", "discover", "--resume", str(root / "straight"), "--population", "8"]) == 2
+    assert "only --generations may change" in capsys.readouterr().err
+
+
+def test_normalised_score_is_0_untrained_1_ppo_and_floored():
+    base = {"ppo": 480.0, "init": 20.0}
+    np.testing.assert_allclose(baselines.normalise(np.array([20.0, 480.0, 250.0]), base), [0.0, 1.0, 0.5])
+    flat = {"ppo": -500.0, "init": -500.0}  # a budget too short for PPO to learn anything
+    assert baselines.degenerate(flat) and baselines.span(flat) == pytest.approx(25.0)
+    assert float(baselines.normalise(np.array([-475.0]), flat)[0]) == pytest.approx(1.0)
+
+
+def test_search_dimensions_round_trip():
+    d = parse_search("lr=1e-4:1e-2:log")
+    assert d == Dimension("lr", 1e-4, 1e-2, True)
+    assert d.encode(1e-3) == pytest.approx(0.5)
+    assert float(d.decode(jnp.float32(0.5))) == pytest.approx(1e-3, rel=1e-5)
+    assert float(d.decode(jnp.float32(7.0))) == pytest.approx(1e-2, rel=1e-5)  # positions are clipped into the range
+    lin = parse_search("ent_coef=0:0.1")
+    assert float(lin.decode(jnp.float32(lin.encode(0.03)))) == pytest.approx(0.03, rel=1e-5)
