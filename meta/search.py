@@ -75,6 +75,9 @@ def search(
         "best": jax.eval_shape(lambda s: s, solution),
         "best_fitness": jax.ShapeDtypeStruct((), jnp.float32),
     }
+    if resume and not (ckpt / "state.json").exists():
+        print(f"no checkpoint in {str(ckpt)!r} yet: starting from generation 0", file=sys.stderr)
+        resume = False
     if resume:
         try:
             position = json.loads((ckpt / "state.json").read_text())
