@@ -136,7 +136,7 @@ def _cmd_train(args: argparse.Namespace, algo_name: str | None = None, settings:
     )
     summary = run(
         agent, plan, overrides, out, chunk_updates=args.chunk_updates, checkpoint_every=args.checkpoint_every,
-        max_devices=args.devices, resume=bool(args.resume), progress=not args.quiet,
+        max_devices=args.devices, block_runs=args.block_runs, resume=bool(args.resume), progress=not args.quiet,
     )
     timing = summary["timing"]
     print(f"{summary['status']}: {num_runs} runs on {summary['devices']['used']} device(s), compile {timing['compile_s']:.1f} s, "
@@ -222,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--chunk-updates", type=_positive_int, default=50, help="updates per compiled chunk (default 50)")
         p.add_argument("--checkpoint-every", type=_positive_int, default=10, help="checkpoint every N chunks (default 10)")
         p.add_argument("--devices", type=_devices, default=None, help="all (default) or N: devices to shard runs over")
+        p.add_argument("--block-runs", type=_positive_int, default=None,
+                       help="runs vmapped together on a device (default: about runs/8); results depend on this, not on --devices")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("train", help="train a grid of hyperparameters x seeds as one compiled program")

@@ -25,7 +25,7 @@ import numpy as np
 from jaxrl import results
 from jaxrl.checkpoints import StopFlag, is_key, restore_tree, save_tree
 from jaxrl.config import apply_overrides
-from jaxrl.devices import run_devices, run_sharding
+from jaxrl.devices import RunMap, default_block_runs
 from jaxrl.envs.errors import InvalidChoiceError
 
 # A sweep value for `objective` selects a member of an objective switch (see objectives.make_switch).
@@ -120,6 +120,7 @@ def run(
     chunk_updates: int = 50,
     checkpoint_every: int = 10,
     max_devices: int | None = None,
+    block_runs: int | None = None,
     resume: bool = False,
     max_batch_runs: int | None = None,
     progress: bool = True,
@@ -142,7 +143,10 @@ def run(
     run_seeds = np.tile(np.asarray(plan.seeds), num_points)
 
     batch_runs, fit = plan_batches(agent, grid_hparams[0], num_runs, max_batch_runs)
-    devices = len(run_devices(batch_runs, max_devices))
+    # A resumed run keeps its block size: results depend on it.
+    block = (state or {}).get("block_runs") or block_runs or default_block_runs(batch_runs)
+    if batch_runs % block:
+        raise InvalidChoiceError(f"block_runs={block} must divide the {batch_runs} runs of a batch")
     num_batches = num_runs // batch_runs
 
     def chunk(carry, hparams):
@@ -155,23 +159,17 @@ def run(
 
         return jax.lax.scan(body, carry, None, k)
 
-    # Explicit shardings keep every chunk's carry laid out as the last one's: one compile for the whole run.
-    sharding = run_sharding(batch_runs, max_devices)
-    init_fn = jax.jit(jax.vmap(agent.init), in_shardings=sharding, out_shardings=sharding)
-    chunk_fn = jax.jit(jax.vmap(chunk), in_shardings=sharding, out_shardings=sharding, donate_argnums=0)
-    eval_fn = jax.jit(jax.vmap(agent.evaluate), in_shardings=sharding, out_shardings=sharding)
-    compiled: dict[str, Any] = {}
+    # One single-device program per device, runs in fixed-size blocks: a run's numbers do not depend on the
+    # number of devices (see devices.RunMap), and every chunk reuses the one compiled chunk program.
+    init_fn = RunMap(agent.init, batch_runs, block, max_devices)
+    chunk_fn = RunMap(chunk, batch_runs, block, max_devices, donate_argnums=(0,))
+    eval_fn = RunMap(agent.evaluate, batch_runs, block, max_devices)
+    sharding, devices = init_fn.sharding, len(init_fn.devices)
 
     def compile_all(init_keys, hparams) -> float:
-        """AOT-compile init, chunk and evaluation once (all batches share shapes); returns seconds spent."""
-        if compiled:
-            return 0.0
-        t0 = time.perf_counter()
-        compiled["init"] = init_fn.lower(init_keys, hparams).compile()
-        abstract_carry = jax.eval_shape(init_fn, init_keys, hparams)
-        compiled["chunk"] = chunk_fn.lower(abstract_carry, hparams).compile()
-        compiled["eval"] = eval_fn.lower(abstract_carry, init_keys).compile()
-        return time.perf_counter() - t0
+        """Compile init, chunk and evaluation once (all batches share shapes); returns seconds spent."""
+        abstract_carry = init_fn.eval_shape(init_keys, hparams)
+        return init_fn.compile(init_keys, hparams) + chunk_fn.compile(abstract_carry, hparams) + eval_fn.compile(abstract_carry, init_keys)
 
     ckpt_dir = out / "checkpoints"
     host: dict[str, np.ndarray] = {}
@@ -209,12 +207,12 @@ def run(
             hparams = jax.device_put(jax.tree.map(lambda x: x[sl], run_hparams), sharding)
             compile_s += compile_all(init_keys, hparams)
             if b == start_batch and start_chunk > 0:
-                carry = restore_tree(ckpt_dir / "carry", jax.eval_shape(init_fn, init_keys, hparams), sharding)
+                carry = restore_tree(ckpt_dir / "carry", init_fn.eval_shape(init_keys, hparams), sharding)
             else:
-                carry = compiled["init"](init_keys, hparams)
+                carry = init_fn(init_keys, hparams)
             for c in range(start_chunk if b == start_batch else 0, num_chunks):
                 t0 = time.perf_counter()
-                carry, metrics = compiled["chunk"](carry, hparams)
+                carry, metrics = chunk_fn(carry, hparams)
                 metrics = jax.tree.map(np.asarray, metrics)  # waits for the chunk: (batch_runs, k) each
                 run_s += time.perf_counter() - t0
                 for name, value in metrics.items():
@@ -228,23 +226,23 @@ def run(
                 last = c == num_chunks - 1
                 if stop.signal is not None or (not last and (c + 1) % checkpoint_every == 0):
                     if not last:
-                        _checkpoint(ckpt_dir, carry, host, final_return, batch=b, chunk=c + 1, chunk_updates=k)
+                        _checkpoint(ckpt_dir, carry, host, final_return, batch=b, chunk=c + 1, chunk_updates=k, block_runs=block)
                     if stop.signal is not None and not last:
                         status = "interrupted"
                         break
             if status == "interrupted":
                 break
             t0 = time.perf_counter()
-            final_return[sl] = np.asarray(compiled["eval"](carry, eval_keys))
+            final_return[sl] = np.asarray(eval_fn(carry, eval_keys))
             run_s += time.perf_counter() - t0
             if b + 1 < num_batches:
-                _checkpoint(ckpt_dir, None, host, final_return, batch=b + 1, chunk=0, chunk_updates=k)
+                _checkpoint(ckpt_dir, None, host, final_return, batch=b + 1, chunk=0, chunk_updates=k, block_runs=block)
             if stop.signal is not None and b + 1 < num_batches:
                 status = "interrupted"
                 break
     bar.close()
 
-    summary = _summarize(agent, plan, host, final_return, status, compiles["n"], int("chunk" in compiled), compile_s, run_s, notes, devices, batch_runs)
+    summary = _summarize(agent, plan, host, final_return, status, compiles["n"], 1, compile_s, run_s, notes, devices, batch_runs, block)
     _write_results(out, plan, host, final_return, summary, steps_per_update, status)
     if status == "finished":
         shutil.rmtree(ckpt_dir / "carry", ignore_errors=True)
@@ -265,24 +263,25 @@ def _postfix(metrics: dict[str, np.ndarray], steps_per_s: float) -> str:
     return f"{steps_per_s:,.0f} steps/s, return {ret}"
 
 
-def _checkpoint(ckpt_dir: Path, carry: Any, host: dict, final_return: np.ndarray, *, batch: int, chunk: int, chunk_updates: int) -> None:
+def _checkpoint(ckpt_dir: Path, carry: Any, host: dict, final_return: np.ndarray, *, batch: int, chunk: int, chunk_updates: int, block_runs: int) -> None:
     """Carry (orbax), host-side metrics and the position, written so that state.json is the last to change."""
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     if carry is not None:
         save_tree(ckpt_dir / "carry", carry)
     results.atomic_write_npz(ckpt_dir / "metrics.npz", {**host, "final_return": final_return})
-    results.atomic_write_json(ckpt_dir / "state.json", {"batch": batch, "chunk": chunk, "chunk_updates": chunk_updates})
+    results.atomic_write_json(ckpt_dir / "state.json", {"batch": batch, "chunk": chunk, "chunk_updates": chunk_updates, "block_runs": block_runs})
 
 
 def _read_state(path: Path) -> dict[str, int]:
     try:
         state = json.loads(path.read_text())
-        return {"batch": int(state["batch"]), "chunk": int(state["chunk"]), "chunk_updates": int(state["chunk_updates"])}
+        return {"batch": int(state["batch"]), "chunk": int(state["chunk"]), "chunk_updates": int(state["chunk_updates"]),
+                "block_runs": int(state.get("block_runs") or 0)}
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise InvalidChoiceError(f"no usable checkpoint at {str(path.parent)!r}: {type(err).__name__}: {err}") from None
 
 
-def _summarize(agent, plan, host, final_return, status, compiles_total, train_compiles, compile_s, run_s, notes, devices, batch_runs):
+def _summarize(agent, plan, host, final_return, status, compiles_total, train_compiles, compile_s, run_s, notes, devices, batch_runs, block_runs):
     num_seeds = len(plan.seeds)
     finite = host.get("finite")
     runs = []
@@ -305,6 +304,7 @@ def _summarize(agent, plan, host, final_return, status, compiles_total, train_co
         "versions": results.package_versions(),
         "devices": results.device_info(devices),
         "batch_runs": batch_runs,
+        "block_runs": block_runs,
         "compiles": train_compiles,
         "compiles_total": compiles_total,
         "timing": {"compile_s": compile_s, "run_s": run_s, "env_steps_per_s": env_steps / run_s if run_s else None},

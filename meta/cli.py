@@ -14,7 +14,7 @@ from jaxrl.envs.errors import InvalidChoiceError
 # Defaults of the search flags; None on the parser so `--resume` can tell a given flag from a default.
 SEARCH_DEFAULTS = {
     "generations": 100, "population": 32, "seeds": 2, "inner_steps": None, "es": "open_es", "seed": 0,
-    "baseline_seeds": 8, "checkpoint_every": 10, "devices": None,
+    "baseline_seeds": 8, "checkpoint_every": 10, "devices": None, "block_runs": None,
 }
 DISCOVER_DEFAULTS = {"objective": "lpo", "init": "ppo", "envs": "CartPole-v1", "sigma": 0.03, "lr": 0.03}
 TUNE_DEFAULTS = {"sigma": 0.1, "lr": 0.05}
@@ -40,6 +40,7 @@ def register(sub: argparse._SubParsersAction, common: Any) -> None:
         p.add_argument("--baseline-seeds", type=common.positive_int, help="seeds of the cached PPO baseline (default 8)")
         p.add_argument("--checkpoint-every", type=common.positive_int, help="checkpoint every N generations (default 10)")
         p.add_argument("--devices", type=common.devices, help="all (default) or N")
+        p.add_argument("--block-runs", type=common.positive_int, help="inner runs vmapped together on a device (default: about runs/8)")
         p.add_argument("--out", help="results folder (default results/meta-KIND-TIME)")
         p.add_argument("--resume", metavar="DIR", help="continue a search from its folder (--generations may be raised)")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -68,6 +69,7 @@ def register(sub: argparse._SubParsersAction, common: Any) -> None:
     p.add_argument("--config", help="YAML file of settings for every run")
     p.add_argument("--baseline-seeds", type=common.positive_int, default=8)
     p.add_argument("--devices", type=common.devices, default=None)
+    p.add_argument("--block-runs", type=common.positive_int, default=None)
     p.add_argument("--out", help="results folder (default results/meta-evaluate-TIME)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_evaluate)
@@ -183,6 +185,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     request = {
         "kind": "evaluate", "objectives": args.objective, "envs": _env_list(args.envs), "seeds": args.seeds, "seed": args.seed,
         "inner_steps": args.steps, "settings": _settings(args), "baseline_seeds": args.baseline_seeds, "devices": args.devices,
+        "block_runs": args.block_runs,
     }
     out = Path(args.out or f"results/meta-evaluate-{time.strftime('%Y%m%d-%H%M%S')}")
     summary = evaluate(request, out, progress=not args.quiet)

@@ -43,7 +43,7 @@ def evaluate(request: dict[str, Any], out: str | Path, *, progress: bool = True)
         finals = _finished(folder)
         if finals is None:
             print(f"{label} on {env_id}: {len(seeds)} seeds -> {folder}", flush=True)
-            summary = run(item.agent, RunPlan("ppo", settings, {}, seeds), item.overrides, folder, max_devices=request.get("devices"), progress=progress)
+            summary = run(item.agent, RunPlan("ppo", settings, {}, seeds), item.overrides, folder, max_devices=request.get("devices"), block_runs=request.get("block_runs"), progress=progress)
             if summary["status"] != "finished":
                 print(f"interrupted in {folder}: run the same command again to continue", flush=True)
                 return {"kind": "evaluate", "status": "interrupted"}

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrl.devices import run_devices, run_sharding
+from jaxrl.devices import RunMap, default_block_runs
 from jaxrl.runner import plan_batches
 
 
@@ -34,24 +34,20 @@ class PopulationEvaluator:
         *,
         max_devices: int | None = None,
         max_batch_runs: int | None = None,
+        block_runs: int | None = None,
     ) -> None:
         self.agent = agent
         self.population_size, self.num_seeds = population_size, num_seeds
         num_runs = population_size * num_seeds
         self.batch_runs, _ = plan_batches(agent, base_hparams, num_runs, max_batch_runs)
         self.num_batches = num_runs // self.batch_runs
-        self.devices = len(run_devices(self.batch_runs, max_devices))
-        self.sharding = run_sharding(self.batch_runs, max_devices)
         self.env_steps_per_call = num_runs * agent.num_updates * agent.config.batch_size
 
-        def final_returns(members: Any, keys: jax.Array) -> jax.Array:
-            def one(member, key):
-                return agent.train(key, to_hparams(member, base_hparams))[1]["final_return"]
+        def final_return(member: Any, key: jax.Array) -> jax.Array:
+            return agent.train(key, to_hparams(member, base_hparams))[1]["final_return"]
 
-            return jax.vmap(one)(members, keys)
-
-        self._fn = jax.jit(final_returns, in_shardings=self.sharding, out_shardings=self.sharding)
-        self._compiled = None
+        self._map = RunMap(final_return, self.batch_runs, block_runs or default_block_runs(self.batch_runs), max_devices)
+        self.devices = len(self._map.devices)
         self.compile_s = 0.0
         self.run_s = 0.0
 
@@ -66,12 +62,9 @@ class PopulationEvaluator:
         out = []
         for b in range(self.num_batches):
             sl = slice(b * self.batch_runs, (b + 1) * self.batch_runs)
-            batch = jax.device_put((jax.tree.map(lambda x: x[sl], members), run_keys[sl]), self.sharding)
-            if self._compiled is None:
-                t0 = time.perf_counter()
-                self._compiled = self._fn.lower(*batch).compile()
-                self.compile_s += time.perf_counter() - t0
+            batch = (jax.tree.map(lambda x: x[sl], members), run_keys[sl])
+            self.compile_s += self._map.compile(*batch)
             t0 = time.perf_counter()
-            out.append(np.asarray(self._compiled(*batch)))
+            out.append(np.asarray(self._map(*batch)))
             self.run_s += time.perf_counter() - t0
         return np.concatenate(out).reshape(self.population_size, self.num_seeds)

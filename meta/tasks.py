@@ -51,7 +51,8 @@ def make_tasks(request: dict[str, Any], inners: list[Inner], to_hparams: Callabl
     tasks = []
     for env_id, item in zip(request["envs"], inners):
         evaluator = PopulationEvaluator(
-            item.agent, item.hparams, to_hparams, request["population"], request["seeds"], max_devices=request.get("devices"),
+            item.agent, item.hparams, to_hparams, request["population"], request["seeds"],
+            max_devices=request.get("devices"), block_runs=request.get("block_runs"),
         )
         base = baselines.baseline(item.algorithm, item.agent.config, item.overrides, request["baseline_seeds"])
         if baselines.degenerate(base):
