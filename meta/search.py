@@ -118,7 +118,7 @@ def search(
             es_state, _ = tell(tell_key, population, jnp.asarray(fitness, jnp.float32), es_state)
             i = int(np.argmax(fitness))
             best, best_fitness = state["best"], state["best_fitness"]
-            if fitness[i] > float(best_fitness):
+            if np.float32(fitness[i]) > np.float32(best_fitness):  # in float32, as stored: a tie keeps the earlier member
                 best, best_fitness = jax.tree.map(lambda x: x[i], population), jnp.float32(fitness[i])
             state = {"es": es_state, "best": best, "best_fitness": best_fitness}
             elapsed = time.perf_counter() - t0 - (sum(t.evaluator.compile_s for t in tasks) - compile_before)
