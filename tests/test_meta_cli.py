@@ -170,3 +170,37 @@ def test_search_dimensions_round_trip():
     assert float(d.decode(jnp.float32(7.0))) == pytest.approx(1e-2, rel=1e-5)  # positions are clipped into the range
     lin = parse_search("ent_coef=0:0.1")
     assert float(lin.decode(jnp.float32(lin.encode(0.03)))) == pytest.approx(0.03, rel=1e-5)
+
+
+def test_sigterm_finishes_the_generation_checkpoints_and_resumes_bit_identically(tmp_path):
+    import os
+    import signal
+
+    from jaxrl.meta.es import make_es
+    from jaxrl.meta.search import Task, search
+    from jaxrl.meta.tasks import inner
+    from jaxrl.meta.population import PopulationEvaluator
+
+    item = inner("ppo", {"env_id": "CartPole-v1", "total_timesteps": 256, "num_steps": 16, "eval_episodes": 2})
+    to_hparams = lambda u, base: base.replace(lr=10.0 ** u[0])
+    tasks = [Task("CartPole-v1", PopulationEvaluator(item.agent, item.hparams, to_hparams, 4, 2), {"ppo": 30.0, "init": 20.0})]
+    es = make_es("open_es", 4, jnp.array([-3.0]), sigma=0.5, lr=0.1)
+    common = dict(es=es, solution=jnp.array([-3.0]), tasks=tasks, key=jax.random.key(7), generations=4, num_seeds=2, progress=False)
+
+    straight = search(**common, out=tmp_path / "a")
+
+    def kill_at_generation_1(u, calls=[]):  # noqa: B006 - counts calls
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives during generation 1: it finishes, then checkpoints
+        return {}
+
+    stopped = search(**common, out=tmp_path / "b", describe=kill_at_generation_1)
+    assert stopped.status == "interrupted" and len(stopped.history) == 2
+    assert json.loads((tmp_path / "b" / "checkpoints" / "state.json").read_text())["generation"] == 2
+    resumed = search(**common, out=tmp_path / "b", resume=True)
+    assert resumed.status == "finished"
+    key = lambda h: [(g["best"], g["mean"], g["returns"]) for g in h]
+    assert key(resumed.history) == key(straight.history)
+    np.testing.assert_array_equal(np.asarray(resumed.mean), np.asarray(straight.mean))
+    assert len({g["best"] for g in straight.history}) > 1
