@@ -22,13 +22,16 @@ from jaxrl.meta.tasks import inner, inner_settings
 from jaxrl.runner import RunPlan, run
 
 
-def objective_label(spec: str) -> str:
-    return Path(spec).stem if spec not in objectives.NAMES else spec
+def objective_labels(specs: list[str]) -> list[str]:
+    """Names stay names; files are named by their stem, or by folder-stem where two stems collide."""
+    stems = [spec if spec in objectives.NAMES else Path(spec).stem for spec in specs]
+    return [f"{Path(spec).parent.name}-{stem}" if spec not in objectives.NAMES and stems.count(stem) > 1 else stem
+            for spec, stem in zip(specs, stems)]
 
 
 def evaluate(request: dict[str, Any], out: str | Path, *, progress: bool = True) -> dict[str, Any]:
     out = Path(out)
-    labels = [objective_label(s) for s in request["objectives"]]
+    labels = objective_labels(request["objectives"])
     if len(set(labels)) != len(labels):
         raise InvalidChoiceError(f"two objectives share the name {labels}: give the files different names")
     pairs = {}

@@ -204,3 +204,9 @@ def test_sigterm_finishes_the_generation_checkpoints_and_resumes_bit_identically
     assert key(resumed.history) == key(straight.history)
     np.testing.assert_array_equal(np.asarray(resumed.mean), np.asarray(straight.mean))
     assert len({g["best"] for g in straight.history}) > 1
+
+
+def test_evaluate_labels_files_by_stem_and_folder_when_stems_collide():
+    from jaxrl.meta.evaluate import objective_labels
+
+    assert objective_labels(["ppo_clip", "r/lpo/best.npz", "r/ta_lpo/best.npz", "x/mine.npz"]) == ["ppo_clip", "lpo-best", "ta_lpo-best", "mine"]
