@@ -17,8 +17,6 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec, SingleDeviceSharding
 
-from jaxrl.envs.errors import InvalidChoiceError
-
 _FLAG = "--xla_force_host_platform_device_count"
 
 
@@ -87,6 +85,8 @@ class RunMap:
 
     def __init__(self, fn: Callable, num_runs: int, block_runs: int, max_devices: int | None = None, donate_argnums: tuple[int, ...] = ()) -> None:
         if num_runs % block_runs:
+            from jaxrl.envs.errors import InvalidChoiceError  # not at the top: jaxrl.envs starts JAX's backends
+
             raise InvalidChoiceError(f"block_runs={block_runs} must divide the {num_runs} runs it maps over")
         self.num_runs, self.block_runs = num_runs, block_runs
         self.devices = run_devices(num_runs // block_runs, max_devices)

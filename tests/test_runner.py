@@ -173,3 +173,11 @@ def test_runs_split_into_batches_give_the_same_results(agent, tmp_path):
     _, b = load(tmp_path / "split")
     for name in ("loss", "final_return"):
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_importing_the_cli_and_devices_leaves_jax_backends_unstarted():
+    # use_all_cpu_cores() must run before JAX starts its backends; an import that starts them silently makes
+    # every command run on one CPU device.
+    code = "import jaxrl.cli, jaxrl.devices; from jax._src import xla_bridge; assert not xla_bridge._backends, 'started'"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={k: v for k, v in os.environ.items() if k != "XLA_FLAGS"})
+    assert result.returncode == 0, result.stderr[-500:]
