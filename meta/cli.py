@@ -14,7 +14,7 @@ from jaxrl.envs.errors import InvalidChoiceError
 # Defaults of the search flags; None on the parser so `--resume` can tell a given flag from a default.
 SEARCH_DEFAULTS = {
     "generations": 100, "population": 32, "seeds": 2, "inner_steps": None, "es": "open_es", "seed": 0,
-    "baseline_seeds": 8, "checkpoint_every": 10, "devices": None, "block_runs": None,
+    "baseline_seeds": 8, "checkpoint_every": 10, "devices": None, "block_runs": None, "shaping": "centered_rank", "antithetic": True,
 }
 DISCOVER_DEFAULTS = {"objective": "lpo", "init": "ppo", "envs": "CartPole-v1", "sigma": 0.03, "lr": 0.03}
 TUNE_DEFAULTS = {"sigma": 0.1, "lr": 0.05}
@@ -34,6 +34,8 @@ def register(sub: argparse._SubParsersAction, common: Any) -> None:
         p.add_argument("--es", help="evolution strategy, an evosax name (default open_es)")
         p.add_argument("--sigma", type=float, help="ES noise scale")
         p.add_argument("--lr", type=float, help="ES learning rate (OpenES: Adam on the mean)")
+        p.add_argument("--shaping", help="OpenES fitness shaping: centered_rank (default) or z_score")
+        p.add_argument("--no-antithetic", dest="antithetic", action="store_const", const=False, help="plain instead of mirrored sampling (OpenES)")
         p.add_argument("--seed", type=int, help="meta seed (default 0)")
         p.add_argument("--set", action="append", default=None, metavar="KEY=VALUE", help="a setting of the inner runs (repeatable)")
         p.add_argument("--config", help="YAML file of inner-run settings")
@@ -131,10 +133,15 @@ def _request(kind: str, args: argparse.Namespace, specific: dict[str, Any], defa
 def _start(request: dict[str, Any], out: Path, resume: bool) -> None:
     from jaxrl import results
     from jaxrl.envs.errors import invalid_choice
-    from jaxrl.meta.es import ALGORITHMS
+    from jaxrl.meta.es import ALGORITHMS, SHAPINGS
 
-    if request["es"].lower() not in ALGORITHMS:  # before any file is written
+    # Checked before any file is written.
+    if request["es"].lower() not in ALGORITHMS:
         raise invalid_choice("evolution strategy", request["es"], ALGORITHMS)
+    if request["shaping"] not in SHAPINGS:
+        raise invalid_choice("fitness shaping", request["shaping"], SHAPINGS)
+    if request["antithetic"] and request["population"] % 2:
+        raise InvalidChoiceError(f"--population {request['population']} is odd: mirrored sampling needs pairs (or pass --no-antithetic)")
     if not resume:
         out.mkdir(parents=True, exist_ok=True)
         results.atomic_write_json(out / "meta.json", request)

@@ -63,7 +63,8 @@ def make_tasks(request: dict[str, Any], inners: list[Inner], to_hparams: Callabl
 
 
 def make_request_es(request: dict[str, Any], solution: Any):
-    return make_es(request["es"], request["population"], solution, sigma=request["sigma"], lr=request["lr"])
+    return make_es(request["es"], request["population"], solution, sigma=request["sigma"], lr=request["lr"],
+                   shaping=request.get("shaping", "centered_rank"), antithetic=request.get("antithetic", True))
 
 
 def write_summary(out: Path, request: dict[str, Any], tasks: list[Task], result: SearchResult, files: dict[str, str], extra: dict[str, Any]) -> dict[str, Any]:

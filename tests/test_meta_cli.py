@@ -139,6 +139,8 @@ def test_evaluate_writes_results_with_intervals(discovered, tmp_path):
         (["meta", "tune", "ppo", "--env", "CartPole-v1"], "name at least one hyperparameter"),
         (["meta", "tune", "ppo", "--env", "CartPole-v1", "--search", "lr=1e-4:1e-2", "--es", "open-es"], "unknown evolution strategy 'open-es'"),
         (["meta", "discover", "--resume", "/nonexistent/folder"], "cannot resume from '/nonexistent/folder'"),
+        (["meta", "discover", "--shaping", "rank"], "unknown fitness shaping 'rank'"),
+        (["meta", "discover", "--population", "5"], "--population 5 is odd"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(argv, message, capsys, tmp_path):
