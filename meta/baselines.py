@@ -36,7 +36,9 @@ def baseline_config(config: Any) -> Any:
     return config
 
 
-def baseline(algorithm: Any, config: Any, overrides: dict[str, float], num_seeds: int = DEFAULT_SEEDS, *, use_cache: bool = True) -> dict[str, float]:
+def baseline(
+    algorithm: Any, config: Any, overrides: dict[str, float], num_seeds: int = DEFAULT_SEEDS, *, use_cache: bool = True, max_devices: int | None = None,
+) -> dict[str, float]:
     """{"ppo": mean final return of the default objective, "init": of the untrained policy} over `num_seeds`.
 
     algorithm: a module of `jaxrl.agents`; overrides: hyperparameter overrides of the inner runs (objective
@@ -60,7 +62,7 @@ def baseline(algorithm: Any, config: Any, overrides: dict[str, float], num_seeds
     agent = algorithm.make_agent(config)
     hparams = apply_overrides(agent.default_hparams(), overrides)
     keys = jax.vmap(jax.random.key)(jnp.arange(_SEED_OFFSET, _SEED_OFFSET + num_seeds))
-    evaluator = PopulationEvaluator(agent, hparams, lambda member, base: base, population_size=1, num_seeds=num_seeds)
+    evaluator = PopulationEvaluator(agent, hparams, lambda member, base: base, population_size=1, num_seeds=num_seeds, max_devices=max_devices)
     ppo = float(evaluator(jnp.zeros((1,)), keys).mean())
 
     @jax.jit

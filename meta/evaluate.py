@@ -51,7 +51,7 @@ def evaluate(request: dict[str, Any], out: str | Path, *, progress: bool = True)
                 print(f"interrupted in {folder}: run the same command again to continue", flush=True)
                 return {"kind": "evaluate", "status": "interrupted"}
             finals = np.asarray([r["final_return"] for r in summary["runs"]])
-        base = baselines.baseline(item.algorithm, item.agent.config, item.overrides, request["baseline_seeds"])
+        base = baselines.baseline(item.algorithm, item.agent.config, item.overrides, request["baseline_seeds"], max_devices=request.get("devices"))
         stats = results.summarize_returns(finals)
         norm = results.summarize_returns(baselines.normalise(finals, base))
         table.setdefault(label, {})[env_id] = {"returns": stats, "normalised": norm, "baseline": base, "folder": str(folder.relative_to(out))}

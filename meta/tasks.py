@@ -54,7 +54,7 @@ def make_tasks(request: dict[str, Any], inners: list[Inner], to_hparams: Callabl
             item.agent, item.hparams, to_hparams, request["population"], request["seeds"],
             max_devices=request.get("devices"), block_runs=request.get("block_runs"),
         )
-        base = baselines.baseline(item.algorithm, item.agent.config, item.overrides, request["baseline_seeds"])
+        base = baselines.baseline(item.algorithm, item.agent.config, item.overrides, request["baseline_seeds"], max_devices=request.get("devices"))
         if baselines.degenerate(base):
             print(f"{env_id}: PPO ({base['ppo']:.1f}) barely beats the untrained policy ({base['init']:.1f}) on this budget; "
                   f"scores use a unit of {baselines.span(base):.2f}", file=sys.stderr)

@@ -17,8 +17,9 @@ from jaxrl.cli import main
 from jaxrl.meta import baselines
 from jaxrl.meta.tune import Dimension, parse_search
 
-# 4 envs x 16 steps x 4 updates: a few seconds of compile, well under a second per generation.
-INNER = ["--inner-steps", "256", "--set", "num_steps=16", "--set", "eval_episodes=2", "--baseline-seeds", "2", "--quiet"]
+# 4 envs x 16 steps x 4 updates: a few seconds of compile, well under a second per generation. One device: every
+# device compiles its own copy of a program, and results do not depend on the device count (tests/test_runner.py).
+INNER = ["--inner-steps", "256", "--set", "num_steps=16", "--set", "eval_episodes=2", "--baseline-seeds", "2", "--quiet", "--devices", "1"]
 TINY = ["--population", "4", "--seeds", "2", *INNER]
 
 
@@ -93,7 +94,7 @@ def test_discovered_objective_trains_with_jaxrl_train(discovered, tmp_path):
     root, _ = discovered
     out = tmp_path / "train"
     assert main(["train", "ppo", "--env", "CartPole-v1", "--steps", "256", "--set", "num_steps=16", "--set", "eval_episodes=2",
-                 "--objective", str(root / "straight" / "best_objective.npz"), "--out", str(out), "--quiet"]) == 0
+                 "--objective", str(root / "straight" / "best_objective.npz"), "--out", str(out), "--quiet", "--devices", "1"]) == 0
     assert json.loads((out / "summary.json").read_text())["status"] == "finished"
 
 
@@ -107,7 +108,7 @@ def test_tune_writes_a_config_that_jaxrl_train_runs(tmp_path):
     best = yaml.safe_load((out / "best_config.yaml").read_text())
     assert best["lr"] == pytest.approx(summary["best_hparams"]["lr"]) and 1e-4 <= best["lr"] <= 1e-1
     assert 0.0 <= best["ent_coef"] <= 0.05 and best["env_id"] == "CartPole-v1" and best["algorithm"] == "ppo"
-    assert main(["train", "--config", str(out / "best_config.yaml"), "--out", str(tmp_path / "train"), "--quiet"]) == 0
+    assert main(["train", "--config", str(out / "best_config.yaml"), "--out", str(tmp_path / "train"), "--quiet", "--devices", "1"]) == 0
     trained = json.loads((tmp_path / "train" / "summary.json").read_text())
     assert trained["config"]["total_timesteps"] == 256
 
@@ -117,7 +118,7 @@ def test_evaluate_writes_results_with_intervals(discovered, tmp_path):
     out = tmp_path / "eval"
     objective_file = str(root / "straight" / "mean_objective.npz")
     assert main(["meta", "evaluate", "--objective", "dpo", objective_file, "--envs", "CartPole-v1", "--seeds", "2", "--steps", "256",
-                 "--set", "num_steps=16", "--set", "eval_episodes=2", "--baseline-seeds", "2", "--out", str(out), "--quiet"]) == 0
+                 "--set", "num_steps=16", "--set", "eval_episodes=2", "--baseline-seeds", "2", "--out", str(out), "--quiet", "--devices", "1"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     for label in ("dpo", "mean_objective"):
         cell = summary["results"][label]["CartPole-v1"]
@@ -185,7 +186,7 @@ def test_sigterm_finishes_the_generation_checkpoints_and_resumes_bit_identically
 
     item = inner("ppo", {"env_id": "CartPole-v1", "total_timesteps": 256, "num_steps": 16, "eval_episodes": 2})
     to_hparams = lambda u, base: base.replace(lr=10.0 ** u[0])
-    tasks = [Task("CartPole-v1", PopulationEvaluator(item.agent, item.hparams, to_hparams, 4, 2), {"ppo": 30.0, "init": 20.0})]
+    tasks = [Task("CartPole-v1", PopulationEvaluator(item.agent, item.hparams, to_hparams, 4, 2, max_devices=1), {"ppo": 30.0, "init": 20.0})]
     es = make_es("open_es", 4, jnp.array([-3.0]), sigma=0.5, lr=0.1)
     common = dict(es=es, solution=jnp.array([-3.0]), tasks=tasks, key=jax.random.key(7), generations=4, num_seeds=2, progress=False)
 

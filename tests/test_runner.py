@@ -58,7 +58,7 @@ def test_runs_equal_train_and_sharding_changes_nothing(agent, tmp_path):
 
 def test_nan_is_reported_with_grid_point_seed_and_update(agent, tmp_path):
     plan = RunPlan("ppo", SETTINGS, {"lr": [2.5e-4, float("nan")]}, [3])
-    summary = run(agent, plan, {}, tmp_path, chunk_updates=4, progress=False)
+    summary = run(agent, plan, {}, tmp_path, chunk_updates=4, max_devices=1, progress=False)
     good, bad = summary["runs"]
     assert good["nan"] is False and bad["nan"] is True
     assert bad["grid_index"] == 1 and bad["seed"] == 3 and bad["first_nan_update"] == 0
@@ -150,7 +150,7 @@ def test_run_yaml_with_an_objective_sweep(tmp_path, capsys):
         "algorithm: ppo\nenv_id: CartPole-v1\nnum_envs: 4\nnum_steps: 16\ntotal_timesteps: 512\neval_episodes: 2\n"
         "lr: 0.05\nseeds: 2\nsweep:\n  objective: [ppo_clip, dpo]\n  objective.ppo_clip.clip_eps: [0.1, 0.3]\n"
     )
-    assert main(["run", str(config), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    assert main(["run", str(config), "--out", str(tmp_path / "out"), "--quiet", "--devices", "1"]) == 0
     summary, curves = load(tmp_path / "out")
     assert summary["compiles"] == 1 and len(summary["runs"]) == 8
     assert summary["grid"]["labels"][0] == "objective=ppo_clip, objective.ppo_clip.clip_eps=0.1"
@@ -165,8 +165,8 @@ def test_run_yaml_with_an_objective_sweep(tmp_path, capsys):
 
 def test_runs_split_into_batches_give_the_same_results(agent, tmp_path):
     plan = RunPlan("ppo", SETTINGS, {"lr": [1e-3, 2.5e-4]}, [0, 1])
-    whole = run(agent, plan, {}, tmp_path / "whole", chunk_updates=4, progress=False)
-    split = run(agent, plan, {}, tmp_path / "split", chunk_updates=4, max_batch_runs=2, progress=False)
+    whole = run(agent, plan, {}, tmp_path / "whole", chunk_updates=4, max_devices=1, progress=False)
+    split = run(agent, plan, {}, tmp_path / "split", chunk_updates=4, max_batch_runs=2, max_devices=1, progress=False)
     assert whole["batch_runs"] == 4 and split["batch_runs"] == 2 and split["compiles"] == 1
     assert any("2 batches of 2" in note for note in split["notes"])
     _, a = load(tmp_path / "whole")
