@@ -63,7 +63,8 @@ def restore_tree(path: str | os.PathLike, abstract: Any, sharding: Any = None) -
             empty = jnp.zeros(x.shape, x.dtype)
             leaves.append(jax.device_put(empty, sharding) if sharding is not None else empty)
         else:
-            leaves.append(jax.random.wrap_key_data(restored[str(i)]) if is_key(x) else jnp.asarray(restored[str(i)]) if sharding is None else restored[str(i)])
+            value = restored[str(i)] if sharding is not None else jnp.asarray(restored[str(i)])
+            leaves.append(jax.random.wrap_key_data(value) if is_key(x) else value)
     return jax.tree.unflatten(treedef, leaves)
 
 

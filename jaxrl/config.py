@@ -107,6 +107,16 @@ def build(config_cls: type, hparams_cls: type, settings: dict[str, Any]) -> tupl
     return config_cls(**static), overrides
 
 
+def read_hparam(hparams: Any, key: str) -> Any:
+    """The value `apply_overrides` would set for `key` (a hyperparameter, or `objective.` + a dotted path)."""
+    if not key.startswith("objective."):
+        return getattr(hparams, key)
+    node = hparams.objective
+    for part in key.split(".")[1:]:
+        node = node[part]
+    return node
+
+
 def apply_overrides(hparams: Any, overrides: dict[str, float]) -> Any:
     """Set hyperparameters, and objective parameters by dotted path (`objective.clip_eps`,
     `objective.dpo.alpha` inside an objective sweep), on an Hparams pytree."""

@@ -91,7 +91,7 @@ class RunMap:
         self.num_runs, self.block_runs = num_runs, block_runs
         self.devices = run_devices(num_runs // block_runs, max_devices)
         self.per_device = num_runs // len(self.devices)
-        self.sharding = NamedSharding(Mesh(np.asarray(self.devices), ("run",)), PartitionSpec("run"))
+        self.sharding = run_sharding(num_runs // block_runs, max_devices)  # blocks, not runs, are what devices share
         self._jit = jax.jit(_blocked(fn, block_runs), donate_argnums=donate_argnums)
         self._compiled: list[Any] = []
 

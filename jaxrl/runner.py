@@ -52,7 +52,7 @@ class RunPlan:
         return dataclasses.asdict(self)
 
 
-def count_compiles() -> dict[str, int]:
+def _count_compiles() -> dict[str, int]:
     """A counter of XLA backend compilations from now on."""
     counter = {"n": 0}
 
@@ -127,7 +127,7 @@ def run(
 ) -> dict[str, Any]:
     """Train every (grid point, seed) of `plan`; write results to `out_dir`; return the summary dict."""
     out = Path(out_dir)
-    compiles = count_compiles()
+    compiles = _count_compiles()
     config = agent.config
     grid_hparams = build_hparams(agent, plan, base_overrides)
     num_seeds, num_points = len(plan.seeds), len(grid_hparams)
@@ -242,7 +242,7 @@ def run(
                 break
     bar.close()
 
-    summary = _summarize(agent, plan, host, final_return, status, compiles["n"], 1, compile_s, run_s, notes, devices, batch_runs, block)
+    summary = _summarize(agent, plan, host, final_return, status, compiles["n"], compile_s, run_s, notes, devices, batch_runs, block)
     _write_results(out, plan, host, final_return, summary, steps_per_update, status)
     if status == "finished":
         shutil.rmtree(ckpt_dir / "carry", ignore_errors=True)
@@ -281,7 +281,7 @@ def _read_state(path: Path) -> dict[str, int]:
         raise InvalidChoiceError(f"no usable checkpoint at {str(path.parent)!r}: {type(err).__name__}: {err}") from None
 
 
-def _summarize(agent, plan, host, final_return, status, compiles_total, train_compiles, compile_s, run_s, notes, devices, batch_runs, block_runs):
+def _summarize(agent, plan, host, final_return, status, compiles_total, compile_s, run_s, notes, devices, batch_runs, block_runs):
     num_seeds = len(plan.seeds)
     finite = host.get("finite")
     runs = []
@@ -305,7 +305,7 @@ def _summarize(agent, plan, host, final_return, status, compiles_total, train_co
         "devices": results.device_info(devices),
         "batch_runs": batch_runs,
         "block_runs": block_runs,
-        "compiles": train_compiles,
+        "compiles": 1,  # distinct programs: init, chunk and eval shapes never change within a run
         "compiles_total": compiles_total,
         "timing": {"compile_s": compile_s, "run_s": run_s, "env_steps_per_s": env_steps / run_s if run_s else None},
         "notes": notes,

@@ -95,7 +95,6 @@ def search(
 
     stop = StopFlag("generation")
     status = "finished"
-    run_s = sum(h["time_s"] for h in history)
     bar = _progress(progress, generations, start)
     with stop.installed():
         for g in range(start, generations):
@@ -126,7 +125,6 @@ def search(
             if describe is not None:
                 entry["best_member"] = describe(jax.tree.map(lambda x: x[i], population))
             history.append(entry)
-            run_s += elapsed
             bar.update(1)
             bar.set_postfix_str(_postfix(entry))
             last = g == generations - 1
@@ -138,6 +136,7 @@ def search(
     bar.close()
     env_steps = sum(t.evaluator.env_steps_per_call for t in tasks) * (len(history) - start)
     new_s = sum(h["time_s"] for h in history[start:])
+    run_s = sum(h["time_s"] for h in history)
     timing = {
         "compile_s": sum(t.evaluator.compile_s for t in tasks),
         "run_s": run_s,

@@ -20,7 +20,7 @@ import numpy as np
 import yaml
 
 from jaxrl import results
-from jaxrl.config import apply_overrides, build
+from jaxrl.config import apply_overrides, build, read_hparam
 from jaxrl.envs.errors import InvalidChoiceError
 from jaxrl.meta import plots
 from jaxrl.meta.search import search
@@ -92,7 +92,7 @@ def tune(request: dict[str, Any], out: str | Path, *, resume: bool = False, prog
     def to_hparams(u, base):
         return apply_overrides(base, decode(u))
 
-    start = jnp.asarray([d.encode(float(_get(inners[0].hparams, d.key))) for d in dims], jnp.float32)
+    start = jnp.asarray([d.encode(float(read_hparam(inners[0].hparams, d.key))) for d in dims], jnp.float32)
     describe = lambda u: {k: float(v) for k, v in decode(u).items()}
     tasks = make_tasks(request, inners, to_hparams)
     es = make_request_es(request, start)
@@ -106,14 +106,5 @@ def tune(request: dict[str, Any], out: str | Path, *, resume: bool = False, prog
         text += yaml.safe_dump({**base_settings, **describe(u)}, sort_keys=False)
         results.atomic_write_bytes(out / files[which], text.encode())
     plots.plot_fitness(out / files["fitness"], result.history, f"{request['algorithm']} hyperparameters on {', '.join(request['envs'])}")
-    searched = [{"key": d.key, "low": d.low, "high": d.high, "log": d.log, "start": float(_get(inners[0].hparams, d.key))} for d in dims]
+    searched = [{"key": d.key, "low": d.low, "high": d.high, "log": d.log, "start": float(read_hparam(inners[0].hparams, d.key))} for d in dims]
     return write_summary(out, request, tasks, result, files, {"search": searched, "best_hparams": describe(result.best), "mean_hparams": describe(result.mean)})
-
-
-def _get(hparams: Any, key: str) -> Any:
-    if key.startswith("objective."):
-        node = hparams.objective
-        for part in key.split(".")[1:]:
-            node = node[part]
-        return node
-    return getattr(hparams, key)

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import pytest
 
 from jaxrl.agents.ppo import PPOConfig, PPOHparams
-from jaxrl.config import apply_overrides, build, load_yaml, parse_assignment
+from jaxrl.config import apply_overrides, build, load_yaml, parse_assignment, read_hparam
 from jaxrl.envs import InvalidChoiceError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "experiments" / "configs"
@@ -55,3 +55,10 @@ def test_bad_objective_parameter_and_files(tmp_path):
     bad.write_text("a: [1, 2\n")
     with pytest.raises(InvalidChoiceError, match="not valid YAML"):
         load_yaml(bad)
+
+
+def test_read_hparam_reads_what_apply_overrides_set():
+    hp = PPOHparams(objective={"dpo": {"alpha": jnp.float32(2.0)}, "index": jnp.float32(0)})
+    hp = apply_overrides(hp, {"lr": 0.003, "objective.dpo.alpha": 1.5})
+    assert float(read_hparam(hp, "lr")) == pytest.approx(0.003)
+    assert float(read_hparam(hp, "objective.dpo.alpha")) == 1.5
