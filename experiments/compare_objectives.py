@@ -34,12 +34,15 @@ def main() -> None:
     parser.add_argument("--envs", default="CartPole-v1,Acrobot-v1")
     parser.add_argument("--objectives", default="ppo_clip,a2c,mdpo,dpo")
     parser.add_argument("--seeds", type=int, default=16)
+    parser.add_argument("--total-timesteps", type=int, help="override every environment's budget")
     args = parser.parse_args()
     keys = shard_runs(jax.vmap(jax.random.key)(np.arange(args.seeds)), args.seeds)
     print(f"{'environment':<22} {'objective':<9} {'steps':>10} {'mean':>8} {'std':>7} {'median':>8} {'min':>8} {'max':>8}  time")
     for env_id in args.envs.split(","):
         for name in args.objectives.split(","):
             settings = dict(SETTINGS.get(env_id, {}), env_id=env_id, objective=name)
+            if args.total_timesteps:
+                settings["total_timesteps"] = args.total_timesteps
             if name == "a2c":
                 settings.update(update_epochs=1, num_minibatches=1)
             agent = make_agent(PPOConfig(**settings))

@@ -41,8 +41,46 @@ def orthogonal(gain: float):
     return init
 
 
-def dense(features: int, gain: float) -> nn.Dense:
-    return nn.Dense(features, kernel_init=orthogonal(gain), bias_init=nn.initializers.zeros)
+@jax.custom_vjp
+def linear(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
+    """x (..., n_in) @ kernel (n_in, n_out) + bias (n_out,). Autodiff's own backward pass is the same maths; this
+    one only lays out the weight gradient differently (see `_linear_bwd`)."""
+    return x @ kernel + bias
+
+
+def _linear_fwd(x, kernel, bias):
+    return linear(x, kernel, bias), (x, kernel)
+
+
+def _linear_bwd(residuals, grad):
+    x, kernel = residuals
+    x2, grad2 = x.reshape(-1, x.shape[-1]), grad.reshape(-1, grad.shape[-1])
+    # Autodiff contracts x and grad over their leading (batch) axis, a dot XLA:CPU hands to a slow generic kernel.
+    # Transposing x first, behind a barrier that stops XLA folding the transpose back into the dot, gives a plain
+    # (n_in, batch) @ (batch, n_out) product that goes to its fast small-matrix kernel: PPO's minibatch update on
+    # CartPole is ~15% faster. Same sums, so the same gradient up to float rounding.
+    kernel_grad = jax.lax.optimization_barrier(x2.T) @ grad2
+    return grad @ kernel.T, kernel_grad, grad2.sum(axis=0)
+
+
+linear.defvjp(_linear_fwd, _linear_bwd)
+
+
+class Dense(nn.Module):
+    """`nn.Dense` (same parameter names and shapes) whose backward pass runs faster on CPU; see `linear`."""
+
+    features: int
+    gain: float
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = self.param("kernel", orthogonal(self.gain), (x.shape[-1], self.features))
+        bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        return linear(x, kernel, bias)
+
+
+def dense(features: int, gain: float) -> Dense:
+    return Dense(features, gain)
 
 
 class MLP(nn.Module):

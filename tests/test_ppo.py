@@ -196,18 +196,3 @@ def test_ppo_solves_cartpole():
     _, metrics = jax.jit(jax.vmap(agent.train, in_axes=(0, None)))(keys, agent.default_hparams())
     final = np.asarray(metrics["final_return"])
     assert final.mean() >= 475, final
-
-
-def test_orthogonal_init_matches_qr():
-    from jaxrl.networks import orthogonal
-
-    for shape in [(4, 64), (64, 64), (64, 2), (400, 64)]:
-        w = np.asarray(orthogonal(2.0)(jax.random.key(0), shape), np.float64)
-        small = min(shape)
-        gram = w.T @ w if shape[0] >= shape[1] else w @ w.T
-        np.testing.assert_allclose(gram, 4.0 * np.eye(small), atol=1e-4)
-        # Same matrix as a sign-corrected QR of the same Gaussian draw.
-        a = np.asarray(jax.random.normal(jax.random.key(0), (max(shape), small)), np.float64)
-        q, r = np.linalg.qr(a)
-        q = q * np.sign(np.diag(r))
-        np.testing.assert_allclose(w, 2.0 * (q if shape[0] >= shape[1] else q.T), atol=1e-4)

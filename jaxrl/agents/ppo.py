@@ -21,7 +21,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from jaxrl import envs, objectives
+from jaxrl import envs, objectives, prng
 from jaxrl.envs.errors import InvalidChoiceError, invalid_choice
 from jaxrl.networks import ACTIVATIONS, ActorCritic, RecurrentActorCritic, policy_noise, sample_with_noise
 from jaxrl.returns import gae
@@ -288,7 +288,9 @@ def make_agent(config: PPOConfig) -> PPOAgent:
         hidden0 = carry.hidden
         key, noise_key, rollout_key, epoch_key = jax.random.split(carry.key, 4)
         noise = policy_noise(noise_key, (config.num_steps, config.num_envs), num_actions, action_dim)
-        xs = (noise, jax.random.split(rollout_key, config.num_steps))
+        # The environments draw random numbers at every step (batch split, auto-reset split, reset draw); the
+        # straight-line threefry gives the same numbers faster inside the loop (see jaxrl.prng).
+        xs = (noise, prng.unrolled(jax.random.split(rollout_key, config.num_steps)))
         state = (carry.env_state, carry.obs, carry.hidden, carry.episode_start)
         state, traj = jax.lax.scan(functools.partial(rollout_step, carry.params), state, xs)
         env_state, obs, hidden, episode_start = state
@@ -320,21 +322,27 @@ def make_agent(config: PPOConfig) -> PPOAgent:
             hidden0 = jnp.zeros((config.batch_size, 0))
             traj, advantages, targets = jax.tree.map(_flat, (batch.traj, batch.advantages, batch.targets))
         num_columns = advantages.shape[1]
+        split = (config.num_minibatches, num_columns // config.num_minibatches)
         progress = carry.update.astype(jnp.float32) / num_updates
         optimizer = make_optimizer(hparams)
 
+        def minibatch(state, mb):
+            params, opt_state = state
+            (loss, stats), grads = grad_fn(params, hparams, mb, progress)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            params = optax.apply_updates(params, updates)
+            return (params, opt_state), {**stats, "loss": loss, "grad_norm": optax.global_norm(grads)}
+
         def epoch(state, key):
-            perm = jax.random.permutation(key, num_columns).reshape(config.num_minibatches, -1)
+            perm = jax.random.permutation(key, num_columns)
 
-            def minibatch(state, idx):
-                params, opt_state = state
-                mb = (hidden0[idx], jax.tree.map(lambda x: x[:, idx], traj), advantages[:, idx], targets[:, idx])
-                (loss, stats), grads = grad_fn(params, hparams, mb, progress)
-                updates, opt_state = optimizer.update(grads, opt_state, params)
-                params = optax.apply_updates(params, updates)
-                return (params, opt_state), {**stats, "loss": loss, "grad_norm": optax.global_norm(grads)}
+            def shuffle(x, axis):
+                # One gather per array and epoch, then minibatches on a new leading axis for the scan to slice.
+                x = jnp.take(x, perm, axis=axis)
+                return jnp.moveaxis(x.reshape(x.shape[:axis] + split + x.shape[axis + 1 :]), axis, 0)
 
-            return jax.lax.scan(minibatch, state, perm)
+            minibatches = (shuffle(hidden0, 0), jax.tree.map(lambda x: shuffle(x, 1), traj), shuffle(advantages, 1), shuffle(targets, 1))
+            return jax.lax.scan(minibatch, state, minibatches)
 
         epoch_keys = jax.random.split(batch.epoch_key, config.update_epochs)
         (params, opt_state), stats = jax.lax.scan(epoch, (carry.params, carry.opt_state), epoch_keys)
