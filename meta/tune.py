@@ -92,7 +92,8 @@ def tune(request: dict[str, Any], out: str | Path, *, resume: bool = False, prog
     def to_hparams(u, base):
         return apply_overrides(base, decode(u))
 
-    start = jnp.asarray([d.encode(float(read_hparam(inners[0].hparams, d.key))) for d in dims], jnp.float32)
+    start_values = [float(read_hparam(inners[0].hparams, d.key)) for d in dims]  # the inner runs' own settings
+    start = jnp.asarray([d.encode(v) for d, v in zip(dims, start_values)], jnp.float32)
     describe = lambda u: {k: float(v) for k, v in decode(u).items()}
     tasks = make_tasks(request, inners, to_hparams)
     es = make_request_es(request, start)
@@ -106,5 +107,5 @@ def tune(request: dict[str, Any], out: str | Path, *, resume: bool = False, prog
         text += yaml.safe_dump({**base_settings, **describe(u)}, sort_keys=False)
         results.atomic_write_bytes(out / files[which], text.encode())
     plots.plot_fitness(out / files["fitness"], result.history, f"{request['algorithm']} hyperparameters on {', '.join(request['envs'])}")
-    searched = [{"key": d.key, "low": d.low, "high": d.high, "log": d.log, "start": float(read_hparam(inners[0].hparams, d.key))} for d in dims]
+    searched = [{"key": d.key, "low": d.low, "high": d.high, "log": d.log, "start": v} for d, v in zip(dims, start_values)]
     return write_summary(out, request, tasks, result, files, {"search": searched, "best_hparams": describe(result.best), "mean_hparams": describe(result.mean)})
