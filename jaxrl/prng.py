@@ -84,3 +84,36 @@ def unrolled(keys: jax.Array) -> jax.Array:
     if not threefry or not jax.config.jax_threefry_partitionable:
         return keys
     return jax.random.wrap_key_data(jax.random.key_data(keys) if typed else keys, impl=UNROLLED_THREEFRY)
+
+
+# Above this many index bits the random part of a sort code gets short enough for ties to be common; larger
+# permutations fall back to `jax.random.permutation`.
+_PERMUTATION_MAX_INDEX_BITS = 10
+
+
+def permutation(key: jax.Array, n: int, shape: tuple[int, ...] = ()) -> jax.Array:
+    """Independent uniformly random permutations of range(n): int32 (*shape, n).
+
+    `jax.random.permutation` sorts (random key, index) pairs. XLA:CPU runs a two-operand sort through a generic
+    comparator call per comparison, about 60 us for n = 512, which was 8% of PPO's learning step on CartPole.
+    Here each element is one uint32 code, random high bits over its index in the low bits, and a one-operand
+    sort (XLA's native comparison) orders them: 4x faster. Codes are unique, so the sort is a permutation.
+    Equal random parts (probability about n^2 / 2^(33 - index bits); 1.6% for n = 512) are ordered by the index
+    XOR a random mask, so a tied pair still lands in either order with probability 1/2. For n > 1024 this
+    falls back to `jax.random.permutation`.
+    """
+    index_bits = max(1, (n - 1).bit_length())
+    if index_bits > _PERMUTATION_MAX_INDEX_BITS:
+        keys = jax.random.split(key, shape)
+        return jnp.vectorize(lambda k: jax.random.permutation(k, n), signature="()->(n)")(keys).astype(jnp.int32)
+    return _permutation_from_bits(jax.random.bits(key, (*shape, n + 1), jnp.uint32))
+
+
+def _permutation_from_bits(bits: jax.Array) -> jax.Array:
+    """uint32 (..., n + 1) random words -> int32 (..., n) permutations: the first n order the elements, the last
+    one's low bits are the tie-breaking mask."""
+    n = bits.shape[-1] - 1
+    low = np.uint32((1 << max(1, (n - 1).bit_length())) - 1)
+    tie_mask = bits[..., -1:] & low
+    codes = (bits[..., :n] & ~low) | (jax.lax.iota(np.uint32, n) ^ tie_mask)
+    return ((jnp.sort(codes, axis=-1) & low) ^ tie_mask).astype(jnp.int32)

@@ -333,9 +333,7 @@ def make_agent(config: PPOConfig) -> PPOAgent:
             params = optax.apply_updates(params, updates)
             return (params, opt_state), {**stats, "loss": loss, "grad_norm": optax.global_norm(grads)}
 
-        def epoch(state, key):
-            perm = jax.random.permutation(key, num_columns)
-
+        def epoch(state, perm):
             def shuffle(x, axis):
                 # One gather per array and epoch, then minibatches on a new leading axis for the scan to slice.
                 x = jnp.take(x, perm, axis=axis)
@@ -344,8 +342,8 @@ def make_agent(config: PPOConfig) -> PPOAgent:
             minibatches = (shuffle(hidden0, 0), jax.tree.map(lambda x: shuffle(x, 1), traj), shuffle(advantages, 1), shuffle(targets, 1))
             return jax.lax.scan(minibatch, state, minibatches)
 
-        epoch_keys = jax.random.split(batch.epoch_key, config.update_epochs)
-        (params, opt_state), stats = jax.lax.scan(epoch, (carry.params, carry.opt_state), epoch_keys)
+        perms = prng.permutation(batch.epoch_key, num_columns, (config.update_epochs,))
+        (params, opt_state), stats = jax.lax.scan(epoch, (carry.params, carry.opt_state), perms)
 
         finished = batch.traj.episode_done.sum()
         metrics = {k: v.mean() for k, v in stats.items()}
