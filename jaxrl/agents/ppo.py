@@ -24,6 +24,7 @@ from flax import struct
 from jaxrl import envs, objectives, prng
 from jaxrl.envs.errors import InvalidChoiceError, invalid_choice
 from jaxrl.networks import ACTIVATIONS, ActorCritic, RecurrentActorCritic, policy_noise, sample_with_noise
+from jaxrl.networks import init_params as init_network
 from jaxrl.returns import gae
 
 CONTINUOUS_ACTIONS = ("clip", "tanh")
@@ -194,7 +195,7 @@ def make_agent(config: PPOConfig) -> PPOAgent:
             return network.apply(params, hidden, obs, starts)
 
         def init_params(key):
-            return network.init(key, jnp.zeros((config.num_envs, hidden_size)), jnp.zeros((1, config.num_envs, obs_dim)), jnp.zeros((1, config.num_envs), bool))
+            return init_network(network, key, jnp.zeros((config.num_envs, hidden_size)), jnp.zeros((1, config.num_envs, obs_dim)), jnp.zeros((1, config.num_envs), bool))
     else:
         network = ActorCritic(num_actions, action_dim, config.actor_hidden, config.critic_hidden, config.activation)
 
@@ -203,7 +204,7 @@ def make_agent(config: PPOConfig) -> PPOAgent:
             return hidden, pi, value
 
         def init_params(key):
-            return network.init(key, jnp.zeros((1, obs_dim)))
+            return init_network(network, key, jnp.zeros((1, obs_dim)))
 
     num_updates = config.num_updates
     grad_steps_per_update = config.update_epochs * config.num_minibatches
