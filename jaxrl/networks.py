@@ -31,15 +31,7 @@ def orthogonal(gain: float):
     def init(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
         n_rows, n_cols = int(np.prod(shape[:-1])), shape[-1]
         tall, short = max(n_rows, n_cols), min(n_rows, n_cols)
-        a = jax.random.normal(key, (tall, short), jnp.float32)
-
-        def column(j, q):
-            v = a[:, j]
-            for _ in range(2):  # re-orthogonalise once: classical Gram-Schmidt twice is as stable as QR here
-                v = v - q @ (q.T @ v)
-            return q.at[:, j].set(v / jnp.linalg.norm(v))
-
-        q = jax.lax.fori_loop(0, short, column, jnp.zeros((tall, short), jnp.float32))
+        q = _gram_schmidt(jax.random.normal(key, (1, tall, short), jnp.float32))[0]
         q = q if n_rows >= n_cols else q.T
         return (gain * q).reshape(shape).astype(dtype)
 
@@ -77,9 +69,9 @@ def orthogonal_batch(key: jax.Array, shapes: Sequence[tuple[int, ...]], gains: S
     a = a * np.stack([(rows < t) & (cols < s) for t, s in blocks])
     q = _gram_schmidt(a)
     out = []
-    for i, ((n_rows, n_cols), (t, s), shape) in enumerate(zip(dims, blocks, shapes)):
-        m = q[i, :t, :s]
-        out.append((gains[i] * (m if n_rows >= n_cols else m.T)).reshape(shape))
+    for m, gain, (n_rows, n_cols), (t, s), shape in zip(q, gains, dims, blocks, shapes):
+        m = m[:t, :s]
+        out.append((gain * (m if n_rows >= n_cols else m.T)).reshape(shape))
     return out
 
 

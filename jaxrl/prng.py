@@ -111,18 +111,21 @@ def permutation(key: jax.Array, n: int, shape: tuple[int, ...] = ()) -> jax.Arra
     XOR a random mask, so a tied pair still lands in either order with probability 1/2. For n > 1024 this
     falls back to `jax.random.permutation`.
     """
-    index_bits = max(1, (n - 1).bit_length())
-    if index_bits > _PERMUTATION_MAX_INDEX_BITS:
+    if _index_bits(n) > _PERMUTATION_MAX_INDEX_BITS:
         keys = jax.random.split(key, shape)
         return jnp.vectorize(lambda k: jax.random.permutation(k, n), signature="()->(n)")(keys).astype(jnp.int32)
     return _permutation_from_bits(jax.random.bits(key, (*shape, n + 1), jnp.uint32))
+
+
+def _index_bits(n: int) -> int:
+    return max(1, (n - 1).bit_length())
 
 
 def _permutation_from_bits(bits: jax.Array) -> jax.Array:
     """uint32 (..., n + 1) random words -> int32 (..., n) permutations: the first n order the elements, the last
     one's low bits are the tie-breaking mask."""
     n = bits.shape[-1] - 1
-    low = np.uint32((1 << max(1, (n - 1).bit_length())) - 1)
+    low = np.uint32((1 << _index_bits(n)) - 1)
     tie_mask = bits[..., -1:] & low
     codes = (bits[..., :n] & ~low) | (jax.lax.iota(np.uint32, n) ^ tie_mask)
     return ((jnp.sort(codes, axis=-1) & low) ^ tie_mask).astype(jnp.int32)
