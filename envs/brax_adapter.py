@@ -88,19 +88,26 @@ class BraxEnv:
         brax_state = self.brax_env.reset(key)
         return brax_state.obs, BraxEnvState(brax_state=brax_state, time=jnp.zeros((), jnp.int32))
 
+    def step_env(
+        self, key: jax.Array, state: BraxEnvState, action: jax.Array, params: BraxParams | None = None
+    ) -> tuple[jax.Array, BraxEnvState, jax.Array, jax.Array, dict]:
+        """One Brax step without the time limit or the auto-reset (gymnax's `step_env`)."""
+        next_brax = self.brax_env.step(state.brax_state, action)
+        return next_brax.obs, BraxEnvState(brax_state=next_brax, time=state.time + 1), next_brax.reward, next_brax.done.astype(bool), {}
+
+    def is_truncated(self, state: BraxEnvState, params: BraxParams | None = None) -> jax.Array:
+        params = self.default_params if params is None else params
+        return jnp.logical_and(state.time >= params.max_steps_in_episode, ~state.brax_state.done.astype(bool))
+
     def step(
         self, key: jax.Array, state: BraxEnvState, action: jax.Array, params: BraxParams | None = None
     ) -> tuple[jax.Array, BraxEnvState, jax.Array, jax.Array, jax.Array, dict]:
         params = self.default_params if params is None else params
-        next_brax = self.brax_env.step(state.brax_state, action)
-        time = state.time + 1
-        terminated = next_brax.done.astype(bool)
-        truncated = jnp.logical_and(time >= params.max_steps_in_episode, ~terminated)
+        obs, stepped, reward, terminated, _ = self.step_env(key, state, action, params)
+        truncated = self.is_truncated(stepped, params)
         done = jnp.logical_or(terminated, truncated)
 
         reset_obs, reset_state = self.reset(key, params)
-        stepped = BraxEnvState(brax_state=next_brax, time=time)
         new_state = jax.tree.map(lambda r, s: jax.lax.select(done, r, s), reset_state, stepped)
-        obs = jax.lax.select(done, reset_obs, next_brax.obs)
-        info = {"terminated": terminated, "truncated": truncated, "final_observation": next_brax.obs}
-        return obs, new_state, next_brax.reward, terminated, truncated, info
+        info = {"terminated": terminated, "truncated": truncated, "final_observation": obs}
+        return jax.lax.select(done, reset_obs, obs), new_state, reward, terminated, truncated, info

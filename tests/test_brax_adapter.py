@@ -58,6 +58,7 @@ def test_adapter_agrees_with_brax_step(hopper):
 
 def test_spaces_and_backend_choice(hopper):
     env, params = hopper
+    assert envs.NoAutoReset.supports(env)  # evaluation skips the auto-reset (step_env / is_truncated exist)
     assert env.observation_space(params).shape == (env.brax_env.observation_size,)
     assert env.action_space(params).shape == (env.brax_env.action_size,)
     assert env.backend == envs.DEFAULT_BRAX_BACKEND

@@ -127,6 +127,26 @@ class ConstantRewardEnv:
         return obs, ConstantState(jnp.where(truncated, 0, time)), jnp.float32(1.0), jnp.bool_(False), truncated, info
 
 
+class EarlyEndEnv(ConstantRewardEnv):
+    """Reward 1 per step; terminates after 3 steps, well inside the time limit of 8 that bounds evaluation."""
+
+    def step(self, key, state, action, params=None):
+        time = state.time + 1
+        terminated = time >= 3
+        obs = jnp.zeros((1,))
+        return obs, ConstantState(jnp.where(terminated, 0, time)), jnp.float32(1.0), terminated, jnp.bool_(False), {"final_observation": obs}
+
+
+def test_evaluation_counts_each_episode_once():
+    # EarlyEndEnv has no step_env, so evaluation steps it with its auto-reset for all 8 steps and must mask what
+    # follows the end of each episode: every episode returns exactly 3.
+    envs.register("EarlyEnd-test", EarlyEndEnv, overwrite=True)
+    agent = make_agent(PPOConfig(env_id="EarlyEnd-test", num_envs=2, num_steps=4, total_timesteps=8, eval_episodes=3))
+    hp = agent.default_hparams()
+    carry = agent.init(jax.random.key(0), hp)
+    assert float(jax.jit(agent.evaluate)(carry, jax.random.key(1))) == 3.0
+
+
 def test_values_bootstrap_through_time_limits():
     envs.register("ConstantReward-test", ConstantRewardEnv, overwrite=True)
     config = PPOConfig(env_id="ConstantReward-test", num_envs=4, num_steps=32, total_timesteps=4 * 32 * 150, anneal_lr=False, eval_episodes=1)

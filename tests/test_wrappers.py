@@ -9,7 +9,7 @@ import pytest
 from flax import struct
 
 from jaxrl import envs
-from jaxrl.envs.wrappers import ClipAction, EpisodeStatistics, FlattenObservation, NormalizeObservation, NormalizeReward, VecEnv
+from jaxrl.envs.wrappers import ClipAction, EpisodeStatistics, FlattenObservation, NoAutoReset, NormalizeObservation, NormalizeReward, VecEnv
 
 NUM_ENVS, STEPS, GAMMA = 4, 150, 0.99
 
@@ -172,3 +172,24 @@ def test_flatten_minatar():
     raw_obs, _ = env.reset(jax.random.key(0), params)
     obs, _ = flat.reset(jax.random.key(0), params)
     np.testing.assert_array_equal(obs, np.asarray(raw_obs).reshape(-1))
+
+
+def test_no_auto_reset_matches_step_until_each_episode_ends(cartpole):
+    env, params = cartpole
+    assert NoAutoReset.supports(env) and not NoAutoReset.supports(VecEnv(env, NUM_ENVS))
+    with pytest.raises(TypeError, match="bare environment"):
+        NoAutoReset(EpisodeStatistics(env))
+    key = jax.random.key(5)
+    _, plain = jax.jit(lambda k: run(VecEnv(env, NUM_ENVS), params, k, STEPS, cartpole_actions))(key)
+    _, held = jax.jit(lambda k: run(VecEnv(NoAutoReset(env), NUM_ENVS), params, k, STEPS, cartpole_actions))(key)
+    plain, held = jax.tree.map(np.asarray, (plain, held))
+    done = plain["terminated"] | plain["truncated"]
+    for i in range(NUM_ENVS):
+        end = int(np.argmax(done[:, i]))
+        assert done[end, i]
+        for name in ("reward", "terminated", "truncated"):
+            np.testing.assert_array_equal(held[name][: end + 1, i], plain[name][: end + 1, i])
+        np.testing.assert_array_equal(held["obs"][:end, i], plain["obs"][:end, i])
+        # At the end the auto-reset returns a fresh observation; without it the last one is the episode's own.
+        np.testing.assert_array_equal(held["obs"][end, i], plain["info"]["final_observation"][end, i])
+        np.testing.assert_array_equal(held["info"]["final_observation"][: end + 1, i], plain["info"]["final_observation"][: end + 1, i])

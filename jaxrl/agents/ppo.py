@@ -159,11 +159,11 @@ def _as_float_tree(tree: Any) -> Any:
 def make_agent(config: PPOConfig) -> PPOAgent:
     config.validate()
     objective, saved_objective_params = objectives.resolve(config.objective, **dict(config.objective_options))
-    base_env, env_params = envs.make(config.env_id, **dict(config.env_kwargs))
+    raw_env, env_params = envs.make(config.env_id, **dict(config.env_kwargs))
 
-    obs_shape = tuple(base_env.observation_space(env_params).shape)
-    if len(obs_shape) > 1:
-        base_env = envs.FlattenObservation(base_env)
+    obs_shape = tuple(raw_env.observation_space(env_params).shape)
+    flatten = len(obs_shape) > 1
+    base_env = envs.FlattenObservation(raw_env) if flatten else raw_env
     obs_dim = int(np.prod(obs_shape))
     action_space = base_env.action_space(env_params)
     discrete = isinstance(action_space, envs.Discrete)
@@ -291,8 +291,10 @@ def make_agent(config: PPOConfig) -> PPOAgent:
         noise = policy_noise(prng.unrolled(noise_key), (config.num_steps, config.num_envs), num_actions, action_dim)
         # The environments draw random numbers at every step (batch split, auto-reset split, reset draw); the
         # straight-line threefry gives the same numbers faster inside the loop (see jaxrl.prng). For the noise it
-        # is about compile time: JAX's threefry loop over a (num_steps, num_envs, actions) draw took 0.4 s to compile.
-        xs = (noise, prng.unrolled(jax.random.split(rollout_key, config.num_steps)))
+        # is about compile time: JAX's threefry loop over a (num_steps, num_envs, actions) draw took 0.4 s to compile,
+        # and each loop, even a split, costs 50-150 ms. (Straight-line draws whose result XLA slices for several
+        # consumers are the exception: XLA copies the hash into each slice; see the environment resets in `init`.)
+        xs = (noise, jax.random.split(prng.unrolled(rollout_key), config.num_steps))
         state = (carry.env_state, carry.obs, carry.hidden, carry.episode_start)
         state, traj = jax.lax.scan(functools.partial(rollout_step, carry.params), state, xs)
         env_state, obs, hidden, episode_start = state
@@ -359,7 +361,10 @@ def make_agent(config: PPOConfig) -> PPOAgent:
         return learn(carry, batch, hparams)
 
     eval_limit = int(getattr(env_params, "max_steps_in_episode", 1000))
-    eval_env = envs.VecEnv(base_env, config.eval_episodes)
+    # Every evaluation episode is played once and masked after it ends, so the auto-reset is skipped where the
+    # environment allows (see envs.NoAutoReset).
+    eval_single = envs.NoAutoReset(raw_env) if envs.NoAutoReset.supports(raw_env) else raw_env
+    eval_env = envs.VecEnv(envs.FlattenObservation(eval_single) if flatten else eval_single, config.eval_episodes)
     if not discrete and config.continuous_actions == "clip":
         eval_env = envs.ClipAction(eval_env)
 
@@ -374,7 +379,7 @@ def make_agent(config: PPOConfig) -> PPOAgent:
         n = config.eval_episodes
         # As in `collect`: the action noise drawn once, straight-line environment keys (see jaxrl.prng).
         noise = policy_noise(prng.unrolled(noise_key), (eval_limit, n), num_actions, action_dim)
-        xs = (noise, prng.unrolled(jax.random.split(step_key, eval_limit)))
+        xs = (noise, jax.random.split(prng.unrolled(step_key), eval_limit))
 
         def step(state, xs):
             obs, env_state, hidden, first, active, total = state
