@@ -119,8 +119,7 @@ class Transition(NamedTuple):
     episode_start: jax.Array
     final_obs: jax.Array
     hidden_after: jax.Array
-    episode_return: jax.Array
-    episode_done: jax.Array
+    episode_return: jax.Array  # of the last finished episode; counts where `done`
 
 
 class Batch(NamedTuple):
@@ -254,7 +253,7 @@ def make_agent(config: PPOConfig) -> PPOAgent:
             obs=obs, action=action, log_prob=log_prob, value=value, reward=reward,
             terminated=terminated, done=done, episode_start=episode_start,
             final_obs=info["final_observation"], hidden_after=hidden,
-            episode_return=info["episode_return"], episode_done=info["episode_done"],
+            episode_return=info["episode_return"],
         )
         return (env_state, next_obs, hidden, done), transition
 
@@ -297,6 +296,9 @@ def make_agent(config: PPOConfig) -> PPOAgent:
         xs = (noise, jax.random.split(prng.unrolled(rollout_key), config.num_steps))
         state = (carry.env_state, carry.obs, carry.hidden, carry.episode_start)
         state, traj = jax.lax.scan(functools.partial(rollout_step, carry.params), state, xs)
+        # An observation starts an episode iff the step before it ended one; deriving the flags after the loop
+        # spares the loop storing them.
+        traj = traj._replace(episode_start=jnp.concatenate([carry.episode_start[None], traj.done[:-1]]))
         env_state, obs, hidden, episode_start = state
         carry = carry.replace(env_state=env_state, obs=obs, hidden=hidden, episode_start=episode_start, key=key)
 
@@ -349,9 +351,9 @@ def make_agent(config: PPOConfig) -> PPOAgent:
         perms = prng.permutation(batch.epoch_key, num_columns, (config.update_epochs,))
         (params, opt_state), stats = jax.lax.scan(epoch, (carry.params, carry.opt_state), perms)
 
-        finished = batch.traj.episode_done.sum()
+        finished = batch.traj.done.sum()
         metrics = {k: v.mean() for k, v in stats.items()}
-        metrics["episode_return"] = (batch.traj.episode_return * batch.traj.episode_done).sum() / jnp.maximum(finished, 1)
+        metrics["episode_return"] = (batch.traj.episode_return * batch.traj.done).sum() / jnp.maximum(finished, 1)
         metrics["episode_return_valid"] = finished > 0
         metrics["episodes"] = finished
         return carry.replace(params=params, opt_state=opt_state, update=carry.update + 1), metrics
