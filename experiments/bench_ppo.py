@@ -12,11 +12,24 @@ from jaxrl.devices import use_all_cpu_cores
 use_all_cpu_cores()  # before JAX starts: one device per core, seeds sharded across them
 
 import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from jaxrl.agents.ppo import PPOConfig, PPOHparams, make_agent  # noqa: E402
 from jaxrl.config import apply_overrides, build, load_yaml  # noqa: E402
 from jaxrl.devices import run_devices, shard_runs  # noqa: E402
+
+
+def machine_speed() -> float:
+    """GFLOP/s of a loop of (128, 64) @ (64, 64) products and tanh, the shape of the learning step's main product.
+    This VM's speed drifts by 30% within minutes; printed after each row (never before the first compile, whose
+    tracing it would warm up), it lets two outputs of this script be compared."""
+    steps, x, w = 20_000, jnp.ones((128, 64)), jnp.full((64, 64), 1e-3)
+    loop = jax.jit(lambda h: jax.lax.scan(lambda h, _: (jnp.tanh(h @ w), None), h, None, steps)[0])
+    loop(x).block_until_ready()
+    start = time.perf_counter()
+    loop(x).block_until_ready()
+    return steps * 2 * x.size * w.shape[1] / (time.perf_counter() - start) / 1e9
 
 
 def main() -> None:
@@ -49,7 +62,8 @@ def main() -> None:
         print(
             f"seeds {n:>4} on {len(run_devices(n))} device(s): compile {compile_s:5.1f} s (trace+lower {lower_s:.1f})  "
             f"run {run_s:6.2f} s (median of {len(run_times)}, min {min(run_times):.2f})  {n * steps_per_seed / run_s:>10,.0f} steps/s  "
-            f"final return mean {final.mean():6.1f}  min {final.min():6.1f}  >=475: {np.mean(final >= 475):.0%}",
+            f"final return mean {final.mean():6.1f}  min {final.min():6.1f}  >=475: {np.mean(final >= 475):.0%}  "
+            f"machine speed after: {machine_speed():.0f} GFLOP/s",
             flush=True,
         )
 
