@@ -46,14 +46,16 @@ def test_init_params_draws_orthogonal_kernels_with_each_layers_gain():
     reference = net.init(jax.random.key(0), obs)
     assert jax.tree.structure(params) == jax.tree.structure({"params": reference["params"]})
     gains = {"MLP": np.sqrt(2), "PolicyHead_0": 0.01, "Dense_0": 1.0}  # torso, policy head, value head
-    for path, x in jax.tree_util.tree_leaves_with_path(params):
-        name = jax.tree_util.keystr(path)
-        if "bias" in name:
-            assert (np.asarray(x) == 0).all()
-            continue
-        gain = next(g for k, g in gains.items() if k in name.split("]")[1])
-        m = np.asarray(x if x.shape[0] >= x.shape[1] else x.T)
-        np.testing.assert_allclose(m.T @ m, gain**2 * np.eye(m.shape[1]), atol=1e-5 * gain**2, err_msg=name)
+    # Both the batched draw and a plain `net.init` (where each Dense draws its own kernel) give these kernels.
+    for tree in (params, {"params": reference["params"]}):
+        for path, x in jax.tree_util.tree_leaves_with_path(tree):
+            name = jax.tree_util.keystr(path)
+            if "bias" in name:
+                assert (np.asarray(x) == 0).all()
+                continue
+            gain = next(g for k, g in gains.items() if k in name.split("]")[1])
+            m = np.asarray(x if x.shape[0] >= x.shape[1] else x.T)
+            np.testing.assert_allclose(m.T @ m, gain**2 * np.eye(m.shape[1]), atol=1e-5 * gain**2, err_msg=name)
     # Haar-distributed entries: E[q_ij^2] = 1 / rows for a tall (rows, cols) block, whatever the padding.
     kernels = jax.jit(jax.vmap(lambda k: init_params(net, k, obs)["params"]["MLP_0"]["Dense_1"]["kernel"]))(
         jax.random.split(jax.random.key(1), 200)
