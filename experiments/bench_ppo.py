@@ -20,16 +20,23 @@ from jaxrl.config import apply_overrides, build, load_yaml  # noqa: E402
 from jaxrl.devices import run_devices, shard_runs  # noqa: E402
 
 
+_PROBE_STEPS = 20_000
+
+
+@jax.jit
+def _probe_loop(h: jax.Array, w: jax.Array) -> jax.Array:
+    return jax.lax.scan(lambda h, _: (jnp.tanh(h @ w), None), h, None, _PROBE_STEPS)[0]
+
+
 def machine_speed() -> float:
     """GFLOP/s of a loop of (128, 64) @ (64, 64) products and tanh, the shape of the learning step's main product.
     This VM's speed drifts by 30% within minutes; printed after each row (never before the first compile, whose
-    tracing it would warm up), it lets two outputs of this script be compared."""
-    steps, x, w = 20_000, jnp.ones((128, 64)), jnp.full((64, 64), 1e-3)
-    loop = jax.jit(lambda h: jax.lax.scan(lambda h, _: (jnp.tanh(h @ w), None), h, None, steps)[0])
-    loop(x).block_until_ready()
+    tracing it would warm up), it lets two outputs of this script be compared. Compiled once, on the first call."""
+    x, w = jnp.ones((128, 64)), jnp.full((64, 64), 1e-3)
+    _probe_loop(x, w).block_until_ready()
     start = time.perf_counter()
-    loop(x).block_until_ready()
-    return steps * 2 * x.size * w.shape[1] / (time.perf_counter() - start) / 1e9
+    _probe_loop(x, w).block_until_ready()
+    return _PROBE_STEPS * 2 * x.size * w.shape[1] / (time.perf_counter() - start) / 1e9
 
 
 def main() -> None:
