@@ -32,7 +32,7 @@ LR = {"Breakout-MinAtar": 5e-4, "SpaceInvaders-MinAtar": 5e-4, "Pendulum-v1": 3e
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--envs", default="CartPole-v1,Acrobot-v1")
-    parser.add_argument("--objectives", default="ppo_clip,a2c,mdpo,dpo")
+    parser.add_argument("--objectives", default="ppo_clip,no_trust_region,mdpo,dpo")
     parser.add_argument("--seeds", type=int, default=16)
     parser.add_argument("--total-timesteps", type=int, help="override every environment's budget")
     args = parser.parse_args()

@@ -6,5 +6,5 @@ OUT=${OUT:-results/meta-recovery}
 jaxrl meta discover --objective lpo --init zero --envs CartPole-v1,Acrobot-v1 \
   --config experiments/configs/meta_inner_unstable.yaml --inner-steps 50000 \
   --population 16 --seeds 2 --generations ${GENERATIONS:-25} --sigma 0.1 --lr 0.03 --checkpoint-every 5 --out "$OUT/discover"
-jaxrl meta evaluate --objective ppo_clip a2c "$OUT/discover/best_objective.npz" "$OUT/discover/mean_objective.npz" \
+jaxrl meta evaluate --objective ppo_clip no_trust_region "$OUT/discover/best_objective.npz" "$OUT/discover/mean_objective.npz" \
   --envs CartPole-v1,Acrobot-v1 --config experiments/configs/meta_inner_unstable.yaml --steps 50000 --seeds 16 --out "$OUT/evaluate"

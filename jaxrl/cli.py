@@ -232,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=_positive_int, help="number of seeds, vmapped (default 1)")
     p.add_argument("--seed", type=int, default=0, help="first seed; seed i trains with jax.random.key(i)")
     p.add_argument("--steps", type=_positive_int, help="total environment steps per run")
-    p.add_argument("--objective", help="objective name (ppo_clip, a2c, mdpo, dpo, lpo, ta_lpo) or a saved .npz")
+    p.add_argument("--objective", help="objective name (ppo_clip, no_trust_region, mdpo, dpo, lpo, ta_lpo) or a saved .npz")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any setting or hyperparameter")
     p.add_argument("--sweep", action="append", default=[], metavar="KEY=V1,V2,...", help="a grid axis (repeatable)")
     p.add_argument("--config", help="YAML file of settings (flags override it)")

@@ -36,23 +36,36 @@ class Objective(NamedTuple):
 
 
 def ppo_clip_drift(params, log_ratio, advantage, progress):
+    """PPO-clip (Schulman et al. 2017, eq. 7) as a drift (Kuba et al. 2022): D = relu((r - clip(r, 1-eps, 1+eps)) A),
+    since min(rA, clip(r)A) = rA - D."""
     ratio = jnp.exp(log_ratio)
     eps = params["clip_eps"]
     return jax.nn.relu((ratio - jnp.clip(ratio, 1.0 - eps, 1.0 + eps)) * advantage)
 
 
 def zero_drift(params, log_ratio, advantage, progress):
+    """D = 0: the plain importance-weighted policy gradient with no trust region. Under one epoch over one
+    minibatch (r = 1 at the only step) it is A2C's gradient; the exact A2C update also needs A2C's other settings,
+    see experiments/configs/a2c.yaml. Under several epochs it is what its name says."""
     return jnp.zeros_like(log_ratio)
 
 
 def mdpo_drift(params, log_ratio, advantage, progress):
-    # KL(pi_new || pi_old) estimated under pi_old samples by (r - 1) - log r >= 0. The step size t_k is
-    # annealed as t_k = step_size * (1 - n/N), floored so the penalty stays finite at the end of training.
+    """On-policy MDPO (Tomar et al. 2020, eq. 13): D = KL(pi_new || pi_old) / t_k per state.
+
+    Under samples of pi_old, E[r log r] = KL(pi_new || pi_old), and r log r - (r - 1) is its estimator that is
+    >= 0 with value and slope 0 at r = 1 (E[r - 1] = 0). ((r - 1) - log r estimates the other direction,
+    KL(pi_old || pi_new), TRPO's.) The step size is annealed, t_k = step_size * (1 - n/N), floored at
+    `min_anneal` so the penalty stays finite at the end of training.
+    """
     t_k = params["step_size"] * jnp.maximum(1.0 - progress, params["min_anneal"])
-    return (jnp.expm1(log_ratio) - log_ratio) / t_k
+    ratio = jnp.exp(log_ratio)
+    return (ratio * log_ratio - jnp.expm1(log_ratio)) / t_k
 
 
 def dpo_drift(params, log_ratio, advantage, progress):
+    """DPO (Lu et al. 2022, eq. 6): D = relu((r-1)A - alpha tanh((r-1)A / alpha)) for A >= 0 and
+    relu(log(r) A - beta tanh(log(r) A / beta)) for A < 0; alpha = 2, beta = 0.6 by default."""
     alpha, beta = params["alpha"], params["beta"]
     pos = (jnp.expm1(log_ratio)) * advantage
     neg = log_ratio * advantage
@@ -105,7 +118,7 @@ def _make_ppo_clip(clip_eps: float = 0.2):
     return _constant_init(clip_eps=clip_eps), ppo_clip_drift
 
 
-def _make_a2c():
+def _make_no_trust_region():
     return (lambda key: {}), zero_drift
 
 
@@ -127,7 +140,7 @@ def _make_ta_lpo(hidden: int = 128, ppo_init: bool = False, init_scale: float = 
 
 _BUILDERS = {
     "ppo_clip": _make_ppo_clip,
-    "a2c": _make_a2c,
+    "no_trust_region": _make_no_trust_region,
     "mdpo": _make_mdpo,
     "dpo": _make_dpo,
     "lpo": _make_lpo,
@@ -137,8 +150,14 @@ NAMES = tuple(_BUILDERS)
 LEARNED = ("lpo", "ta_lpo")
 
 
+# Names that earlier versions used, with what to use now.
+RENAMED = {"a2c": "no_trust_region (the zero drift; for A2C itself run experiments/configs/a2c.yaml)"}
+
+
 def make(name: str, **options: Any) -> Objective:
     """Build an objective by name; options are the builder's keywords (e.g. `make("lpo", ppo_init=True)`)."""
+    if name in RENAMED:
+        raise InvalidChoiceError(f"objective {name!r} is now called {RENAMED[name]}")
     if name not in _BUILDERS:
         raise invalid_choice("objective", name, NAMES)
     try:
@@ -204,7 +223,7 @@ def load(path: str | os.PathLike) -> tuple[Objective, dict]:
 def resolve(spec: str, **options: Any) -> tuple[Objective, dict | None]:
     """A name (-> objective, None: use its init), comma-separated names (-> a switch over them, see
     `make_switch`) or a path to a saved objective (-> objective, its params)."""
-    if spec in _BUILDERS:
+    if spec in _BUILDERS or spec in RENAMED:
         return make(spec, **options), None
     if "," in spec:
         return make_switch(spec.split(",")), None

@@ -116,3 +116,29 @@ def test_bad_names_and_files(tmp_path):
     bad.write_bytes(b"not a zip")
     with pytest.raises(InvalidChoiceError, match="cannot read objective file"):
         objectives.load(bad)
+
+
+def test_mdpo_drift_estimates_kl_new_to_old_not_old_to_new():
+    """Under samples of pi_old, the mean MDPO drift (step size 1, no annealing) equals KL(pi_new || pi_old) of
+    two known categorical policies, computed in closed form; the TRPO direction KL(pi_old || pi_new) differs."""
+    obj = objectives.make("mdpo", step_size=1.0)
+    params = obj.init(None)
+    p_old = np.array([0.8, 0.15, 0.05])
+    p_new = np.array([0.2, 0.3, 0.5])
+    kl_new_old = float(np.sum(p_new * np.log(p_new / p_old)))
+    kl_old_new = float(np.sum(p_old * np.log(p_old / p_new)))
+    assert abs(kl_new_old - kl_old_new) > 0.1  # the two directions are told apart
+    log_ratio = jnp.log(jnp.asarray(p_new / p_old, jnp.float32))
+    # The expectation over a ~ pi_old, exactly (a weighted sum instead of samples).
+    expected_drift = float(jnp.sum(jnp.asarray(p_old, jnp.float32) * obj.drift(params, log_ratio, jnp.zeros(3), jnp.float32(0.0))))
+    assert expected_drift == pytest.approx(kl_new_old, rel=1e-5)
+    # ... and by Monte Carlo over sampled actions, as training sees it.
+    actions = jax.random.choice(jax.random.key(0), 3, (200_000,), p=jnp.asarray(p_old))
+    sampled = float(jnp.mean(obj.drift(params, log_ratio[actions], jnp.zeros(actions.shape), jnp.float32(0.0))))
+    assert sampled == pytest.approx(kl_new_old, rel=0.02)
+    assert abs(sampled - kl_old_new) > 0.05
+
+
+def test_renamed_a2c_objective_says_what_to_use():
+    with pytest.raises(InvalidChoiceError, match="no_trust_region.*a2c.yaml"):
+        objectives.make("a2c")
