@@ -5,44 +5,53 @@
     obs, state, reward, terminated, truncated, info = env.step(key, state, action, params)
 
 `step` auto-resets; the observation before the reset is `info["final_observation"]`.
+
+Names are imported on first use, so `from jaxrl.envs.errors import InvalidChoiceError` (what every layer raises)
+does not import gymnax, Brax or JAX.
 """
 
-from gymnax.environments.spaces import Box, Discrete
+from __future__ import annotations
 
-from jaxrl.envs.brax_adapter import BRAX_BACKENDS, DEFAULT_BRAX_BACKEND, BraxEnv, BraxParams
-from jaxrl.envs.errors import InvalidChoiceError
-from jaxrl.envs.registry import family_of, make, register, registered_ids
-from jaxrl.envs.running_stats import RunningMeanStd
-from jaxrl.envs.wrappers import (
-    ClipAction,
-    EpisodeStatistics,
-    FlattenObservation,
-    NoAutoReset,
-    NormalizeObservation,
-    NormalizeReward,
-    VecEnv,
-    Wrapper,
-)
+import importlib
+from typing import Any
 
-__all__ = [
-    "BRAX_BACKENDS",
-    "DEFAULT_BRAX_BACKEND",
-    "Box",
-    "BraxEnv",
-    "BraxParams",
-    "ClipAction",
-    "Discrete",
-    "EpisodeStatistics",
-    "FlattenObservation",
-    "InvalidChoiceError",
-    "NoAutoReset",
-    "NormalizeObservation",
-    "NormalizeReward",
-    "RunningMeanStd",
-    "VecEnv",
-    "Wrapper",
-    "family_of",
-    "make",
-    "register",
-    "registered_ids",
-]
+_WHERE = {
+    "Box": "gymnax.environments.spaces",
+    "Discrete": "gymnax.environments.spaces",
+    "BRAX_BACKENDS": "jaxrl.envs.brax_adapter",
+    "DEFAULT_BRAX_BACKEND": "jaxrl.envs.brax_adapter",
+    "BraxEnv": "jaxrl.envs.brax_adapter",
+    "BraxParams": "jaxrl.envs.brax_adapter",
+    "InvalidChoiceError": "jaxrl.envs.errors",
+    "family_of": "jaxrl.envs.registry",
+    "make": "jaxrl.envs.registry",
+    "register": "jaxrl.envs.registry",
+    "registered_ids": "jaxrl.envs.registry",
+    "RunningMeanStd": "jaxrl.envs.running_stats",
+    "StackSpec": "jaxrl.envs.stack",
+    "build_stack": "jaxrl.envs.stack",
+    "keep_statistics": "jaxrl.envs.stack",
+    "observation_size": "jaxrl.envs.stack",
+    "ClipAction": "jaxrl.envs.wrappers",
+    "EpisodeStatistics": "jaxrl.envs.wrappers",
+    "FlattenObservation": "jaxrl.envs.wrappers",
+    "NoAutoReset": "jaxrl.envs.wrappers",
+    "NormalizeObservation": "jaxrl.envs.wrappers",
+    "NormalizeReward": "jaxrl.envs.wrappers",
+    "VecEnv": "jaxrl.envs.wrappers",
+    "Wrapper": "jaxrl.envs.wrappers",
+    "find_obs_stats": "jaxrl.envs.wrappers",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'jaxrl.envs' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -104,22 +104,41 @@ class EpisodeStatistics(Wrapper):
 
 
 class VecEnv(Wrapper):
-    """`num_envs` copies stepped together: keys are split, states and actions gain a leading axis of `num_envs`,
-    and all copies share `params`. For a different `params` per copy, vmap the bare environment yourself."""
+    """`num_envs` copies stepped together: keys are split, states and actions gain a leading axis of `num_envs`.
 
-    def __init__(self, env: Any, num_envs: int):
+    Environment parameters are data. By default all copies share `params`; with `per_env_params=True`, `params`
+    has a leading axis of `num_envs` and copy i runs with `params[i]` (domain randomisation and level replay are
+    then a batch of parameters, not code; `batch_params` makes one from a single value)."""
+
+    def __init__(self, env: Any, num_envs: int, per_env_params: bool = False):
         super().__init__(env)
         if int(num_envs) < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         self.num_envs = int(num_envs)
+        self.per_env_params = per_env_params
+        self._params_axis = 0 if per_env_params else None
+
+    def _one(self, params: Any) -> Any:
+        return jax.tree.map(lambda x: x[0], params) if self.per_env_params and params is not None else params
+
+    # Spaces are those of the first copy: shapes are static, so every copy shares them.
+    def observation_space(self, params: Any = None) -> Any:
+        return self.env.observation_space(self._one(params))
+
+    def action_space(self, params: Any = None) -> Any:
+        return self.env.action_space(self._one(params))
+
+    def batch_params(self, params: Any) -> Any:
+        """One parameter pytree -> the same for every copy, with a leading axis of `num_envs`."""
+        return jax.tree.map(lambda x: jnp.broadcast_to(jnp.asarray(x), (self.num_envs, *jnp.shape(x))), params)
 
     def reset(self, key, params=None):
         keys = jax.random.split(key, self.num_envs)
-        return jax.vmap(self.env.reset, in_axes=(0, None))(keys, params)
+        return jax.vmap(self.env.reset, in_axes=(0, self._params_axis))(keys, params)
 
     def step(self, key, state, action, params=None):
         keys = jax.random.split(key, self.num_envs)
-        return jax.vmap(self.env.step, in_axes=(0, 0, 0, None))(keys, state, action, params)
+        return jax.vmap(self.env.step, in_axes=(0, 0, 0, self._params_axis))(keys, state, action, params)
 
 
 class NoAutoReset(Wrapper):
@@ -167,27 +186,44 @@ class NormalizeObservationState:
 class NormalizeObservation(Wrapper):
     """Normalises observations by running mean and variance, updated with every observation it returns (all
     leading axes, e.g. a VecEnv batch, count as samples). `final_observation` is normalised the same way, so a
-    value bootstrap sees what the network sees."""
+    value bootstrap sees what the network sees.
 
-    def __init__(self, env: Any, clip: float | None = 10.0, eps: float = 1e-8):
+    With `stats` given (e.g. a trained agent's, see `find_obs_stats`), the statistics are frozen at those
+    values: evaluation sees observations exactly as training's last update saw them."""
+
+    def __init__(self, env: Any, clip: float | None = 10.0, eps: float = 1e-8, stats: RunningMeanStd | None = None):
         super().__init__(env)
-        self.clip, self.eps = clip, eps
+        self.clip, self.eps, self.frozen_stats = clip, eps, stats
 
     def _normalize(self, stats: RunningMeanStd, obs: jax.Array) -> jax.Array:
         out = (obs - stats.mean) / jnp.sqrt(stats.var + self.eps)
         return out if self.clip is None else jnp.clip(out, -self.clip, self.clip)
 
+    def _update(self, stats: RunningMeanStd, obs: jax.Array) -> RunningMeanStd:
+        return stats if self.frozen_stats is not None else update_running_stats(stats, obs)
+
     def reset(self, key, params=None):
         obs, env_state = self.env.reset(key, params)
-        shape = tuple(self.env.observation_space(params).shape)
-        stats = update_running_stats(init_running_stats(shape), obs)
+        if self.frozen_stats is not None:
+            stats = self.frozen_stats
+        else:
+            stats = update_running_stats(init_running_stats(tuple(self.env.observation_space(params).shape)), obs)
         return self._normalize(stats, obs), NormalizeObservationState(env_state, stats)
 
     def step(self, key, state, action, params=None):
         obs, env_state, reward, terminated, truncated, info = self.env.step(key, state.env_state, action, params)
-        stats = update_running_stats(state.obs_stats, obs)
+        stats = self._update(state.obs_stats, obs)
         info = {**info, "final_observation": self._normalize(stats, info["final_observation"])}
         return self._normalize(stats, obs), NormalizeObservationState(env_state, stats), reward, terminated, truncated, info
+
+
+def find_obs_stats(env_state: Any) -> RunningMeanStd:
+    """The observation statistics inside a (possibly nested) wrapper state."""
+    while not isinstance(env_state, NormalizeObservationState):
+        if not hasattr(env_state, "env_state"):
+            raise ValueError("no NormalizeObservation in this environment stack")
+        env_state = env_state.env_state
+    return env_state.obs_stats
 
 
 @struct.dataclass
@@ -199,9 +235,10 @@ class NormalizeRewardState:
 
 class NormalizeReward(Wrapper):
     """Scales rewards by the running standard deviation of the discounted return (as in the published PPO
-    implementations); the mean is not subtracted, so the sign of a reward is kept."""
+    implementations); the mean is not subtracted, so the sign of a reward is kept. `gamma` may be a traced array:
+    an agent passes its own (swept) discount, so the two stay consistent without a recompile."""
 
-    def __init__(self, env: Any, gamma: float, clip: float | None = 10.0, eps: float = 1e-8):
+    def __init__(self, env: Any, gamma: float | jax.Array, clip: float | None = 10.0, eps: float = 1e-8):
         super().__init__(env)
         self.gamma, self.clip, self.eps = gamma, clip, eps
 

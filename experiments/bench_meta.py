@@ -32,8 +32,8 @@ def main() -> None:
     runs = args.population * args.seeds
     item = inner("ppo", {"env_id": "CartPole-v1", "total_timesteps": args.inner_steps, "objective": "lpo", "objective_options": {"ppo_init": True}})
     agent = item.agent
-    steps = runs * agent.num_updates * agent.config.batch_size
-    print(f"lpo (PPO init) on CartPole-v1: {args.population} members x {args.seeds} seeds x {agent.num_updates * agent.config.batch_size:,} steps, "
+    steps = runs * agent.num_updates * agent.steps_per_update
+    print(f"lpo (PPO init) on CartPole-v1: {args.population} members x {args.seeds} seeds x {agent.num_updates * agent.steps_per_update:,} steps, "
           f"{jax.device_count()} {jax.devices()[0].platform} device(s)")
 
     # Plain: the same number of vmapped train runs, one jitted call, sharded over the same devices.

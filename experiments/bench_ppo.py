@@ -48,7 +48,7 @@ def main() -> None:
     config, overrides = build(PPOConfig, PPOHparams, load_yaml(args.config))
     agent = make_agent(config)
     hparams = apply_overrides(agent.default_hparams(), overrides)
-    steps_per_seed = agent.num_updates * config.batch_size
+    steps_per_seed = agent.num_updates * agent.steps_per_update
     print(f"{config.env_id}, {steps_per_seed:,} steps per seed, {jax.device_count()} {jax.devices()[0].platform} device(s)")
     for n in map(int, args.seeds.split(",")):
         keys = shard_runs(jax.vmap(jax.random.key)(np.arange(n)), n)

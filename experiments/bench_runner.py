@@ -35,7 +35,7 @@ def main() -> None:
     args = parser.parse_args()
     config = PPOConfig(total_timesteps=args.steps)
     agent = make_agent(config)
-    steps = agent.num_updates * config.batch_size
+    steps = agent.num_updates * agent.steps_per_update
     print(f"CartPole-v1 PPO, {steps:,} steps per seed, {jax.device_count()} {jax.devices()[0].platform} device(s)")
 
     if args.compare_seeds:

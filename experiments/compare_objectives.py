@@ -52,7 +52,7 @@ def main() -> None:
             start = time.perf_counter()
             _, metrics = jax.jit(jax.vmap(agent.train, in_axes=(0, None)))(keys, hp)
             final = np.asarray(jax.block_until_ready(metrics["final_return"]))
-            steps = agent.num_updates * agent.config.batch_size
+            steps = agent.num_updates * agent.steps_per_update
             print(
                 f"{env_id:<22} {name:<9} {steps:>10,} {final.mean():8.1f} {final.std():7.1f} {np.median(final):8.1f} "
                 f"{final.min():8.1f} {final.max():8.1f}  {time.perf_counter() - start:5.0f} s",

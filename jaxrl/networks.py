@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
 
-from jaxrl import prng
+from jaxrl import speedups
 
 ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu}
 _GAINS = "orthogonal_gain"  # the variable collection where each Dense records its kernel's gain at init
@@ -65,7 +65,7 @@ def orthogonal_batch(key: jax.Array, shapes: Sequence[tuple[int, ...]], gains: S
     dims = [(int(np.prod(shape[:-1])), shape[-1]) for shape in shapes]
     blocks = [(max(r, c), min(r, c)) for r, c in dims]
     tall, short = max(b[0] for b in blocks), max(b[1] for b in blocks)
-    a = jax.random.normal(prng.unrolled(key), (len(shapes), tall, short), jnp.float32)
+    a = jax.random.normal(speedups.loop_key(key), (len(shapes), tall, short), jnp.float32)
     rows, cols = np.arange(tall)[:, None], np.arange(short)[None, :]
     a = a * np.stack([(rows < t) & (cols < s) for t, s in blocks])
     q = _gram_schmidt(a)
@@ -92,19 +92,17 @@ def init_params(network: nn.Module, key: jax.Array, *example_inputs: Any) -> dic
     return {"params": unflatten_dict(flat)}
 
 
-# Products with at most this many multiply-adds are written as a broadcast multiply and a sum on CPU (see `linear`).
+# Products with at most this many multiply-adds are written as a broadcast multiply and a sum (see `linear`).
 _ELEMENTWISE_MAX_MACS = 4096
 
 
 @jax.custom_vjp
 def linear(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
     """x (..., n_in) @ kernel (n_in, n_out) + bias (n_out,). Autodiff's own backward pass is the same maths; this
-    one only lays out the weight gradient differently (see `_linear_bwd`)."""
+    one only lays out the weight gradient differently (see `_linear_bwd`). Tiny products may be written as a
+    multiply and a sum (see speedups.small_products_elementwise)."""
     macs = int(np.prod(x.shape[:-1])) * kernel.shape[0] * kernel.shape[1]
-    if macs <= _ELEMENTWISE_MAX_MACS and jax.default_backend() == "cpu":
-        # XLA:CPU sends every dot to a library call costing about a microsecond whatever its size; a fused multiply
-        # and sum is cheaper for the rollout's tiny products (4 environments x 4 inputs x 64, 4 x 64 x 2 actions):
-        # CartPole's rollout runs 13% faster. Larger products (the 64 x 64 layer, any minibatch) stay dots.
+    if macs <= _ELEMENTWISE_MAX_MACS and speedups.small_products_elementwise():
         return (x[..., :, None] * kernel).sum(axis=-2) + bias
     return x @ kernel + bias
 
@@ -116,12 +114,9 @@ def _linear_fwd(x, kernel, bias):
 def _linear_bwd(residuals, grad):
     x, kernel = residuals
     x2, grad2 = x.reshape(-1, x.shape[-1]), grad.reshape(-1, grad.shape[-1])
-    # Autodiff contracts x and grad over their leading (batch) axis, a dot XLA:CPU hands to a slow generic kernel.
-    # Transposing x first, behind a barrier that stops XLA folding the transpose back into the dot, gives a plain
-    # (n_in, batch) @ (batch, n_out) product that goes to its fast small-matrix kernel: PPO's minibatch update on
-    # CartPole is ~15% faster. Same sums, so the same gradient up to float rounding. Other backends handle the
-    # transposed product natively, so they get it without the barrier.
-    x2t = jax.lax.optimization_barrier(x2.T) if jax.default_backend() == "cpu" else x2.T
+    # Autodiff contracts x and grad over their leading (batch) axis; a barrier keeps the transpose explicit where
+    # that is faster (see speedups.barrier_transposed_weight_grad).
+    x2t = jax.lax.optimization_barrier(x2.T) if speedups.barrier_transposed_weight_grad() else x2.T
     kernel_grad = x2t @ grad2
     return grad @ kernel.T, kernel_grad, grad2.sum(axis=0)
 

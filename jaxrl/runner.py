@@ -25,8 +25,8 @@ import numpy as np
 from jaxrl import results
 from jaxrl.checkpoints import StopFlag, is_key, restore_tree, save_tree
 from jaxrl.config import apply_overrides
-from jaxrl.devices import RunMap, default_block_runs
 from jaxrl.envs.errors import InvalidChoiceError
+from jaxrl.run_axis import RunAxis
 
 # A sweep value for `objective` selects a member of an objective switch (see objectives.make_switch).
 OBJECTIVE_KEY = "objective"
@@ -66,31 +66,6 @@ def _count_compiles() -> dict[str, int]:
 
 def _largest_divisor_at_most(n: int, k: int) -> int:
     return max(d for d in range(1, min(n, max(k, 1)) + 1) if n % d == 0)
-
-
-def _tree_bytes(tree: Any) -> int:
-    return sum(int(np.prod(x.shape)) * (8 if is_key(x) else np.dtype(x.dtype).itemsize) for x in jax.tree.leaves(tree))
-
-
-def _available_memory_bytes() -> int:
-    try:
-        with open("/proc/meminfo") as f:
-            info = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f}
-        return info.get("MemAvailable", info["MemTotal"])
-    except OSError:
-        return 8 * 2**30
-
-
-def plan_batches(agent: Any, hparams: Any, num_runs: int, max_batch_runs: int | None = None) -> tuple[int, int]:
-    """(runs per batch, runs that fit in memory): equal batches when `num_runs` do not fit in half the free
-    memory at once. The per-run cost is the carry plus one update's rollout, x4 for the learner's temporaries."""
-    carry = jax.eval_shape(agent.init, jax.random.key(0), hparams)
-    per_run = 4 * (_tree_bytes(carry) + _tree_bytes(jax.eval_shape(agent.collect, carry, hparams)[1]))
-    fit = max(1, int(0.5 * _available_memory_bytes() // per_run))
-    batch_runs = min(num_runs, fit, max_batch_runs or num_runs)
-    if batch_runs < num_runs:
-        batch_runs = max(d for d in range(1, batch_runs + 1) if num_runs % d == 0)
-    return batch_runs, fit
 
 
 def build_hparams(agent: Any, plan: RunPlan, base_overrides: dict[str, float]) -> list[Any]:
@@ -137,17 +112,15 @@ def run(
     # A resumed run keeps the chunk size it was checkpointed with: chunk indices are in its units.
     k = state["chunk_updates"] if state else _largest_divisor_at_most(num_updates, chunk_updates)
     num_chunks = num_updates // k
-    steps_per_update = config.batch_size
+    steps_per_update = agent.steps_per_update
 
     run_hparams = jax.tree.map(lambda *xs: jnp.stack([x for x in xs for _ in range(num_seeds)]), *grid_hparams)
     run_seeds = np.tile(np.asarray(plan.seeds), num_points)
 
-    batch_runs, fit = plan_batches(agent, grid_hparams[0], num_runs, max_batch_runs)
     # A resumed run keeps its block size: results depend on it.
-    block = (state or {}).get("block_runs") or block_runs or default_block_runs(batch_runs)
-    if batch_runs % block:
-        raise InvalidChoiceError(f"block_runs={block} must divide the {batch_runs} runs of a batch")
-    num_batches = num_runs // batch_runs
+    axis = RunAxis.plan(agent, grid_hparams[0], num_runs, max_batch_runs=max_batch_runs,
+                        block_runs=(state or {}).get("block_runs") or block_runs, max_devices=max_devices)
+    batch_runs, fit, block, num_batches = axis.batch_runs, axis.fit, axis.block_runs, axis.num_batches
 
     def chunk(carry, hparams):
         def body(c, _):
@@ -161,9 +134,9 @@ def run(
 
     # One single-device program per device, runs in fixed-size blocks: a run's numbers do not depend on the
     # number of devices (see devices.RunMap), and every chunk reuses the one compiled chunk program.
-    init_fn = RunMap(agent.init, batch_runs, block, max_devices)
-    chunk_fn = RunMap(chunk, batch_runs, block, max_devices, donate_argnums=(0,))
-    eval_fn = RunMap(agent.evaluate, batch_runs, block, max_devices)
+    init_fn = axis.map(agent.init)
+    chunk_fn = axis.map(chunk, donate_argnums=(0,))
+    eval_fn = axis.map(agent.evaluate)
     sharding, devices = init_fn.sharding, len(init_fn.devices)
 
     def compile_all(init_keys, hparams) -> float:
@@ -199,8 +172,7 @@ def run(
     status = "finished"
     bar = _progress(progress, total=num_updates * num_batches, initial=(start_batch * num_chunks + start_chunk) * k)
     with stop.installed():
-        for b in range(start_batch, num_batches):
-            sl = slice(b * batch_runs, (b + 1) * batch_runs)
+        for b, sl in axis.batches(start_batch):
             keys = jax.vmap(jax.random.key)(run_seeds[sl])
             split = jax.vmap(jax.random.split)(keys)
             init_keys, eval_keys = jax.device_put((split[:, 0], split[:, 1]), sharding)
@@ -293,7 +265,7 @@ def _summarize(agent, plan, host, final_return, status, compiles_total, compile_
         if len(bad):
             entry["first_nan_update"] = int(bad[0])
         runs.append(entry)
-    env_steps = len(runs) * agent.num_updates * agent.config.batch_size
+    env_steps = len(runs) * agent.num_updates * agent.steps_per_update
     return {
         "status": status,
         "algorithm": plan.algorithm,

@@ -19,8 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrl.devices import RunMap, default_block_runs
-from jaxrl.runner import plan_batches
+from jaxrl.run_axis import RunAxis
 
 
 class PopulationEvaluator:
@@ -39,14 +38,14 @@ class PopulationEvaluator:
         self.agent = agent
         self.population_size, self.num_seeds = population_size, num_seeds
         num_runs = population_size * num_seeds
-        self.batch_runs, _ = plan_batches(agent, base_hparams, num_runs, max_batch_runs)
-        self.num_batches = num_runs // self.batch_runs
-        self.env_steps_per_call = num_runs * agent.num_updates * agent.config.batch_size
+        self.axis = RunAxis.plan(agent, base_hparams, num_runs, max_batch_runs=max_batch_runs, block_runs=block_runs, max_devices=max_devices)
+        self.batch_runs, self.num_batches = self.axis.batch_runs, self.axis.num_batches
+        self.env_steps_per_call = num_runs * agent.num_updates * agent.steps_per_update
 
         def final_return(member: Any, key: jax.Array) -> jax.Array:
             return agent.train(key, to_hparams(member, base_hparams))[1]["final_return"]
 
-        self._map = RunMap(final_return, self.batch_runs, block_runs or default_block_runs(self.batch_runs), max_devices)
+        self._map = self.axis.map(final_return)
         self.devices = len(self._map.devices)
         self.compile_s = 0.0
         self.run_s = 0.0
@@ -60,8 +59,7 @@ class PopulationEvaluator:
         """population: pytree with leading axis P; keys: (S,) typed keys -> final returns (P, S)."""
         members, run_keys = self._runs(population, keys)
         out = []
-        for b in range(self.num_batches):
-            sl = slice(b * self.batch_runs, (b + 1) * self.batch_runs)
+        for _, sl in self.axis.batches():
             batch = (jax.tree.map(lambda x: x[sl], members), run_keys[sl])
             self.compile_s += self._map.compile(*batch)
             t0 = time.perf_counter()

@@ -3,31 +3,38 @@
     agent = make_agent(PPOConfig(env_id="CartPole-v1"))
     carry, metrics = jax.jit(agent.train)(key, agent.default_hparams())
 
-`train` is `init` followed by `lax.scan` of `update` over all updates, then an evaluation of the final policy.
-Each update: a `lax.scan` over rollout steps, GAE, then `lax.scan` over epochs x minibatches. Everything that
-changes a shape is in `PPOConfig`; everything else is an array in `PPOHparams`, so sweeps and seeds are vmaps.
+Read top to bottom: the settings (`PPOConfig`, static; `PPOHparams`, traced), the state (`PPOCarry`), the policy
+network, then one update: `collect` (roll the policy out, `rollout_step` per step), `advantages` (GAE), `learn`
+(epochs x minibatches of `loss` gradient steps), and finally `evaluate`. `PPO` ties them to the agent protocol
+(jaxrl.agents.base), which is all the runner and the meta layer see.
+
+A2C is this loop with one epoch over one minibatch and A2C's settings (experiments/configs/a2c.yaml): then
+r = 1 at the only gradient step and the update is exactly A2C's (Huang et al. 2022, "A2C is a special case of
+PPO"; tests/test_ppo.py checks it against a hand-written A2C update).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import distrax
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import struct
 
-from jaxrl import envs, objectives, prng
+from jaxrl import envs, objectives, speedups
+from jaxrl.agents.base import Agent
 from jaxrl.envs.errors import InvalidChoiceError, invalid_choice
 from jaxrl.networks import ACTIVATIONS, ActorCritic, RecurrentActorCritic, policy_noise, sample_with_noise
 from jaxrl.networks import init_params as init_network
 from jaxrl.returns import gae
 
 CONTINUOUS_ACTIONS = ("clip", "tanh")
+OPTIMIZERS = ("adam", "rmsprop")
 CLIP_FRAC_THRESHOLD = 0.2  # |r - 1| above this counts towards the reported clip fraction
 
 
@@ -51,8 +58,9 @@ class PPOConfig:
     objective_options: tuple[tuple[str, Any], ...] = ()
     continuous_actions: str = "clip"  # how a Gaussian sample reaches a bounded action space: clip or tanh
     normalize_obs: bool = False
-    normalize_reward: bool = False
-    reward_norm_gamma: float = 0.99
+    normalize_reward: bool = False  # by the running std of the discounted return, discounted by hparams.gamma
+    normalize_advantages: bool = True  # per minibatch (PPO); A2C uses the raw advantages
+    optimizer: str = "adam"  # adam (eps 1e-5) or rmsprop (A2C's: decay 0.99, eps 1e-5 outside the root)
     anneal_lr: bool = True
     eval_episodes: int = 64
     eval_deterministic: bool = False
@@ -78,6 +86,8 @@ class PPOConfig:
             raise invalid_choice("activation", self.activation, ACTIVATIONS)
         if self.continuous_actions not in CONTINUOUS_ACTIONS:
             raise invalid_choice("continuous_actions", self.continuous_actions, CONTINUOUS_ACTIONS)
+        if self.optimizer not in OPTIMIZERS:
+            raise invalid_choice("optimizer", self.optimizer, OPTIMIZERS)
 
 
 @struct.dataclass
@@ -100,6 +110,7 @@ class PPOCarry:
 
     params: Any
     opt_state: Any
+    env_params: Any  # the environments' parameters, leading axis num_envs: levels are data (see `PPO.reset_to`)
     env_state: Any
     obs: jax.Array  # (num_envs, obs_dim)
     hidden: jax.Array  # (num_envs, gru_size); (num_envs, 0) for feed-forward networks
@@ -109,15 +120,17 @@ class PPOCarry:
 
 
 class Transition(NamedTuple):
+    """One rollout step of every environment; in a rollout each field gains a leading time axis."""
+
     obs: jax.Array
-    action: jax.Array
+    action: jax.Array  # for tanh-squashed actions, the Gaussian sample before squashing
     log_prob: jax.Array
     value: jax.Array
     reward: jax.Array
     terminated: jax.Array
     done: jax.Array
     episode_start: jax.Array
-    final_obs: jax.Array
+    final_obs: jax.Array  # the observation after the step, before any auto-reset
     hidden_after: jax.Array
     episode_return: jax.Array  # of the last finished episode; counts where `done`
 
@@ -132,124 +145,177 @@ class Batch(NamedTuple):
     epoch_key: jax.Array  # shuffles the minibatches
 
 
+# ---------------------------------------------------------------------------------------------- the network
+
+
+class Policy(NamedTuple):
+    """The actor-critic network seen as sequences: `apply(params, hidden, obs (T, B, obs_dim), starts (T, B))
+    -> (hidden after, pi over (T, B), value (T, B))`. A feed-forward network ignores `hidden` and `starts`."""
+
+    apply: Any
+    init: Any  # key -> params
+    hidden_size: int
+    recurrent: bool
+
+
+def make_policy(config: PPOConfig, obs_dim: int, num_actions: int, action_dim: int) -> Policy:
+    if config.recurrent:
+        net = RecurrentActorCritic(num_actions, action_dim, config.gru_size, config.actor_hidden, config.critic_hidden, config.activation)
+        example = (jnp.zeros((config.num_envs, config.gru_size)), jnp.zeros((1, config.num_envs, obs_dim)), jnp.zeros((1, config.num_envs), bool))
+        return Policy(net.apply, lambda key: init_network(net, key, *example), config.gru_size, True)
+
+    net = ActorCritic(num_actions, action_dim, config.actor_hidden, config.critic_hidden, config.activation)
+
+    def apply(params, hidden, obs, starts):
+        pi, value = net.apply(params, obs)
+        return hidden, pi, value
+
+    return Policy(apply, lambda key: init_network(net, key, jnp.zeros((1, obs_dim))), 0, False)
+
+
 def _flat(x: jax.Array) -> jax.Array:
     """(T, N, ...) -> (1, T * N, ...): a feed-forward batch as T * N length-1 sequences."""
     return x.reshape((1, x.shape[0] * x.shape[1]) + x.shape[2:])
-
-
-class PPOAgent(NamedTuple):
-    config: PPOConfig
-    env: Any
-    env_params: Any
-    default_hparams: Callable[[], PPOHparams]
-    init: Callable[[jax.Array, PPOHparams], PPOCarry]
-    update: Callable[[PPOCarry, PPOHparams], tuple[PPOCarry, dict]]  # collect, then learn
-    collect: Callable[[PPOCarry, PPOHparams], tuple[PPOCarry, Batch]]
-    learn: Callable[[PPOCarry, Batch, PPOHparams], tuple[PPOCarry, dict]]
-    evaluate: Callable[[PPOCarry, jax.Array], jax.Array]
-    train: Callable[[jax.Array, PPOHparams], tuple[PPOCarry, dict]]
-    num_updates: int
 
 
 def _as_float_tree(tree: Any) -> Any:
     return jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), tree)
 
 
-def make_agent(config: PPOConfig) -> PPOAgent:
-    config.validate()
-    objective, saved_objective_params = objectives.resolve(config.objective, **dict(config.objective_options))
-    raw_env, env_params = envs.make(config.env_id, **dict(config.env_kwargs))
+class Spaces(NamedTuple):
+    """What the agent needs to know of the environment's spaces."""
 
-    obs_shape = tuple(raw_env.observation_space(env_params).shape)
-    flatten = len(obs_shape) > 1
-    base_env = envs.FlattenObservation(raw_env) if flatten else raw_env
-    obs_dim = int(np.prod(obs_shape))
-    action_space = base_env.action_space(env_params)
-    discrete = isinstance(action_space, envs.Discrete)
-    num_actions = int(action_space.n) if discrete else 0
-    action_dim = 1 if discrete else int(np.prod(action_space.shape))
+    obs_dim: int
+    num_actions: int  # 0 for continuous actions
+    action_dim: int
+    low: Any  # bounds of a continuous action space (None for discrete)
+    high: Any
 
-    env = envs.VecEnv(envs.EpisodeStatistics(base_env), config.num_envs)
-    if not discrete and config.continuous_actions == "clip":
-        env = envs.ClipAction(env)
-    if config.normalize_obs:
-        env = envs.NormalizeObservation(env)
-    if config.normalize_reward:
-        env = envs.NormalizeReward(env, gamma=config.reward_norm_gamma)
 
-    def to_env_action(action):
-        if discrete or config.continuous_actions == "clip":
-            return action  # ClipAction clips continuous actions inside the environment stack
-        low, high = action_space.low, action_space.high
-        return low + 0.5 * (jnp.tanh(action) + 1.0) * (high - low)
+def squash(action: jax.Array, spaces: Spaces) -> jax.Array:
+    """A Gaussian sample u -> low + (tanh(u) + 1) / 2 * (high - low), inside the action space."""
+    return spaces.low + 0.5 * (jnp.tanh(action) + 1.0) * (spaces.high - spaces.low)
 
-    hidden_size = config.gru_size if config.recurrent else 0
-    if config.recurrent:
-        network = RecurrentActorCritic(
-            num_actions, action_dim, config.gru_size, config.actor_hidden, config.critic_hidden, config.activation
+
+def squashed_entropy(pi: distrax.Distribution, action: jax.Array, spaces: Spaces) -> jax.Array:
+    """One-sample estimate of the entropy of the squashed action a = squash(u):
+    H[a] = H[u] + E[log |da/du|], log |da/du| = sum_i log((high_i - low_i) / 2) + log(1 - tanh(u_i)^2).
+
+    The Gaussian's own entropy alone ignores the squashing and rewards spreading u into the flat tails of tanh,
+    i.e. saturated actions. u is the stored sample, re-expressed through the current policy's location and scale
+    (reparameterised) so the estimate's gradient reaches both; log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u))
+    is the stable form."""
+    noise = jax.lax.stop_gradient((action - pi.loc) / pi.scale_diag)
+    u = pi.loc + pi.scale_diag * noise
+    log_det = 2.0 * (jnp.log(2.0) - u - jax.nn.softplus(-2.0 * u)) + jnp.log(0.5 * (spaces.high - spaces.low))
+    return pi.entropy() + log_det.sum(-1)
+
+
+# ---------------------------------------------------------------------------------------------- the agent
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class PPO(Agent):
+    """PPO on the agent protocol. Build with `make_agent(config)`; every method is a pure function of its
+    arguments (the fields are static: config, environment, network, objective)."""
+
+    config: PPOConfig
+    env: Any  # the bare environment
+    env_params: Any  # its default parameters (one copy)
+    spaces: Spaces
+    policy: Policy
+    objective: objectives.Objective
+    objective_params: Any  # the objective's default parameters (a saved objective's, or its init)
+
+    @property
+    def num_updates(self) -> int:
+        return self.config.num_updates
+
+    @property
+    def steps_per_update(self) -> int:
+        return self.config.batch_size
+
+    # -------------------------------------------------------------------------------- settings and state
+
+    def default_hparams(self) -> PPOHparams:
+        return _as_float_tree(PPOHparams(objective=self.objective_params))
+
+    def env_stack(self, gamma: jax.Array | None = None, *, evaluation: bool = False, obs_stats: Any = None) -> Any:
+        """The training (or evaluation) environment stack. Reward normalisation discounts with `gamma`, the
+        agent's own (traced) discount, so a sweep over gamma keeps the two consistent and never recompiles."""
+        c = self.config
+        spec = envs.StackSpec(
+            num_envs=c.eval_episodes if evaluation else c.num_envs,
+            clip_actions=c.continuous_actions == "clip",
+            normalize_obs=c.normalize_obs,
+            normalize_reward=c.normalize_reward,
+            per_env_params=not evaluation,
         )
+        return envs.build_stack(self.env, spec, evaluation=evaluation, reward_gamma=gamma, obs_stats=obs_stats)
 
-        def apply_seq(params, hidden, obs, starts):
-            """obs (T, B, obs_dim), starts (T, B), hidden (B, H) -> (hidden after, pi, value (T, B))."""
-            return network.apply(params, hidden, obs, starts)
+    def to_env_action(self, action: jax.Array) -> jax.Array:
+        if self.spaces.num_actions or self.config.continuous_actions == "clip":
+            return action  # ClipAction clips continuous actions inside the environment stack
+        return squash(action, self.spaces)
 
-        def init_params(key):
-            return init_network(network, key, jnp.zeros((config.num_envs, hidden_size)), jnp.zeros((1, config.num_envs, obs_dim)), jnp.zeros((1, config.num_envs), bool))
-    else:
-        network = ActorCritic(num_actions, action_dim, config.actor_hidden, config.critic_hidden, config.activation)
+    def make_optimizer(self, hparams: PPOHparams) -> optax.GradientTransformation:
+        c = self.config
+        learning_rate = hparams.lr
+        if c.anneal_lr:
+            grad_steps_per_update = c.update_epochs * c.num_minibatches
 
-        def apply_seq(params, hidden, obs, starts):
-            pi, value = network.apply(params, obs)
-            return hidden, pi, value
+            def learning_rate(count):
+                return hparams.lr * (1.0 - (count // grad_steps_per_update) / c.num_updates)
 
-        def init_params(key):
-            return init_network(network, key, jnp.zeros((1, obs_dim)))
-
-    num_updates = config.num_updates
-    grad_steps_per_update = config.update_epochs * config.num_minibatches
-
-    def make_optimizer(hparams: PPOHparams) -> optax.GradientTransformation:
-        if config.anneal_lr:
-
-            def schedule(count):
-                done_fraction = (count // grad_steps_per_update) / num_updates
-                return hparams.lr * (1.0 - done_fraction)
-
-            learning_rate = schedule
+        if c.optimizer == "rmsprop":  # PyTorch's (and so the A2C baselines'): eps added outside the square root
+            inner = optax.rmsprop(learning_rate, decay=0.99, eps=1e-5, eps_in_sqrt=False)
         else:
-            learning_rate = hparams.lr
-        return optax.chain(optax.clip_by_global_norm(hparams.max_grad_norm), optax.adam(learning_rate, eps=1e-5))
+            inner = optax.adam(learning_rate, eps=1e-5)
+        return optax.chain(optax.clip_by_global_norm(hparams.max_grad_norm), inner)
 
-    def default_hparams() -> PPOHparams:
-        obj_params = saved_objective_params if saved_objective_params is not None else objective.init(jax.random.key(0))
-        return _as_float_tree(PPOHparams(objective=obj_params))
-
-    def init(key: jax.Array, hparams: PPOHparams) -> PPOCarry:
+    def init(self, key: jax.Array, hparams: PPOHparams) -> PPOCarry:
+        c = self.config
         key, net_key, env_key = jax.random.split(key, 3)
-        params = init_params(net_key)
-        # JAX's own keys here: a reset's draw is sliced into the state's fields, and XLA copies a straight-line
-        # hash into every slice (170-290 ms kernels), which costs more than JAX's loop.
+        params = self.policy.init(net_key)
+        env = self.env_stack(hparams.gamma)
+        env_params = env.batch_params(self.env_params)
+        # JAX's own keys for the reset: its draw is sliced into the state's fields (see speedups.loop_key).
         obs, env_state = env.reset(env_key, env_params)
         return PPOCarry(
             params=params,
-            opt_state=make_optimizer(hparams).init(params),
+            opt_state=self.make_optimizer(hparams).init(params),
+            env_params=env_params,
             env_state=env_state,
             obs=obs,
-            hidden=jnp.zeros((config.num_envs, hidden_size)),
-            episode_start=jnp.ones((config.num_envs,), bool),
+            hidden=jnp.zeros((c.num_envs, self.policy.hidden_size)),
+            episode_start=jnp.ones((c.num_envs,), bool),
             key=key,
             update=jnp.zeros((), jnp.int32),
         )
 
-    def rollout_step(params, state, xs):
+    def reset_to(self, carry: PPOCarry, env_params: Any, key: jax.Array, hparams: PPOHparams) -> PPOCarry:
+        """Put new levels in the carry (`env_params` with a leading axis of num_envs) and start a fresh episode on
+        each. Normalisation and episode statistics carry over; the recurrent state restarts."""
+        obs, env_state = self.env_stack(hparams.gamma).reset(key, env_params)
+        return carry.replace(
+            env_params=env_params,
+            env_state=envs.keep_statistics(carry.env_state, env_state),
+            obs=obs,
+            hidden=jnp.zeros_like(carry.hidden),
+            episode_start=jnp.ones_like(carry.episode_start),
+        )
+
+    # -------------------------------------------------------------------------------- collect
+
+    def rollout_step(self, params: Any, env: Any, env_params: Any, state: tuple, xs: tuple) -> tuple[tuple, Transition]:
         """One environment step for every environment. state: (env_state, obs, hidden, episode_start)."""
         env_state, obs, hidden, episode_start = state
         noise, step_key = xs
-        hidden, pi, value = apply_seq(params, hidden, obs[None], episode_start[None])
+        hidden, pi, value = self.policy.apply(params, hidden, obs[None], episode_start[None])
         action = sample_with_noise(pi, noise[None])
         log_prob = pi.log_prob(action)
         action, log_prob, value = action[0], log_prob[0], value[0]
-        next_obs, env_state, reward, terminated, truncated, info = env.step(step_key, env_state, to_env_action(action), env_params)
+        next_obs, env_state, reward, terminated, truncated, info = env.step(step_key, env_state, self.to_env_action(action), env_params)
         done = jnp.logical_or(terminated, truncated)
         transition = Transition(
             obs=obs, action=action, log_prob=log_prob, value=value, reward=reward,
@@ -259,19 +325,59 @@ def make_agent(config: PPOConfig) -> PPOAgent:
         )
         return (env_state, next_obs, hidden, done), transition
 
-    def loss_fn(params, hparams: PPOHparams, batch, progress):
-        hidden0, traj, advantages, targets = batch
-        _, pi, value = apply_seq(params, hidden0, traj.obs, traj.episode_start)
-        log_prob = pi.log_prob(traj.action)
-        log_ratio = log_prob - traj.log_prob
+    def collect(self, carry: PPOCarry, hparams: PPOHparams) -> tuple[PPOCarry, Batch]:
+        """Roll the current policy out for `num_steps` steps and compute advantages and value targets."""
+        c, s = self.config, self.spaces
+        key, noise_key, rollout_key, epoch_key = jax.random.split(carry.key, 4)
+        noise = policy_noise(speedups.loop_key(noise_key), (c.num_steps, c.num_envs), s.num_actions, s.action_dim)
+        xs = (noise, speedups.split_for_loop(rollout_key, c.num_steps))
+        step = functools.partial(self.rollout_step, carry.params, self.env_stack(hparams.gamma), carry.env_params)
+        state = (carry.env_state, carry.obs, carry.hidden, carry.episode_start)
+        (env_state, obs, hidden, episode_start), traj = jax.lax.scan(step, state, xs)
+        # An observation starts an episode iff the step before it ended one (derived here, not stored per step).
+        traj = traj._replace(episode_start=jnp.concatenate([carry.episode_start[None], traj.done[:-1]]))
+        traj, next_values = self.critic_values(carry.params, traj)
+        advantages, targets = gae(traj.reward, traj.value, next_values, traj.terminated, traj.done, hparams.gamma, hparams.gae_lambda)
+        new_carry = carry.replace(env_state=env_state, obs=obs, hidden=hidden, episode_start=episode_start, key=key)
+        return new_carry, Batch(carry.hidden, traj, advantages, targets, epoch_key)
+
+    def critic_values(self, params: Any, traj: Transition) -> tuple[Transition, jax.Array]:
+        """Values of the observations that followed each step, before any auto-reset (what GAE bootstraps from at
+        time limits; see returns.gae), and, for a feed-forward critic, optionally of the rollout's own observations
+        in the same pass (see speedups.batched_critic)."""
+        c = self.config
+        shape = traj.value.shape
+        if self.policy.recurrent:
+            starts = jnp.zeros((1, c.batch_size), bool)
+            _, _, next_values = self.policy.apply(params, _flat(traj.hidden_after)[0], _flat(traj.final_obs), starts)
+        elif speedups.batched_critic():
+            both = jnp.concatenate([_flat(traj.obs), _flat(traj.final_obs)], axis=1)
+            _, _, values = self.policy.apply(params, None, both, None)
+            traj = traj._replace(value=values[0, : c.batch_size].reshape(shape))
+            next_values = values[0, c.batch_size :]
+        else:
+            _, _, next_values = self.policy.apply(params, None, _flat(traj.final_obs), None)
+        return traj, next_values.reshape(shape)
+
+    # -------------------------------------------------------------------------------- learn
+
+    def loss(self, params: Any, hparams: PPOHparams, minibatch: tuple, progress: jax.Array) -> tuple[jax.Array, dict]:
+        """Actor loss -mean(r A - D(r, A)) (mirror learning; D is the objective's drift), clipped value loss and
+        entropy bonus, for one minibatch of sequences (T, B)."""
+        hidden0, traj, advantages, targets = minibatch
+        _, pi, value = self.policy.apply(params, hidden0, traj.obs, traj.episode_start)
+        log_ratio = pi.log_prob(traj.action) - traj.log_prob
         ratio = jnp.exp(log_ratio)
-        adv = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-        drift = objective.drift(hparams.objective, log_ratio, adv, progress)
+        adv = (advantages - advantages.mean()) / (advantages.std() + 1e-8) if self.config.normalize_advantages else advantages
+        drift = self.objective.drift(hparams.objective, log_ratio, adv, progress)
         actor_loss = -jnp.mean(ratio * adv - drift)
 
         value_clipped = traj.value + jnp.clip(value - traj.value, -hparams.value_clip_eps, hparams.value_clip_eps)
         value_loss = 0.5 * jnp.mean(jnp.maximum((value - targets) ** 2, (value_clipped - targets) ** 2))
-        entropy = jnp.mean(pi.entropy())
+        if self.spaces.num_actions or self.config.continuous_actions == "clip":
+            entropy = jnp.mean(pi.entropy())
+        else:
+            entropy = jnp.mean(squashed_entropy(pi, traj.action, self.spaces))
         total = actor_loss + hparams.vf_coef * value_loss - hparams.ent_coef * entropy
         stats = {
             "actor_loss": actor_loss,
@@ -283,60 +389,25 @@ def make_agent(config: PPOConfig) -> PPOAgent:
         }
         return total, stats
 
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-
-    def collect(carry: PPOCarry, hparams: PPOHparams) -> tuple[PPOCarry, Batch]:
-        """Roll the current policy out for `num_steps` steps and compute advantages and value targets."""
-        hidden0 = carry.hidden
-        key, noise_key, rollout_key, epoch_key = jax.random.split(carry.key, 4)
-        noise = policy_noise(prng.unrolled(noise_key), (config.num_steps, config.num_envs), num_actions, action_dim)
-        # The environments draw random numbers at every step (batch split, auto-reset split, reset draw); the
-        # straight-line threefry gives the same numbers faster inside the loop (see jaxrl.prng). For the noise it
-        # is about compile time: JAX's threefry loop over a (num_steps, num_envs, actions) draw took 0.4 s to compile,
-        # and each loop, even a split, costs 50-150 ms. (Straight-line draws whose result XLA slices for several
-        # consumers are the exception; see `init`.)
-        xs = (noise, jax.random.split(prng.unrolled(rollout_key), config.num_steps))
-        state = (carry.env_state, carry.obs, carry.hidden, carry.episode_start)
-        state, traj = jax.lax.scan(functools.partial(rollout_step, carry.params), state, xs)
-        # An observation starts an episode iff the step before it ended one; deriving the flags after the loop
-        # spares the loop storing them.
-        traj = traj._replace(episode_start=jnp.concatenate([carry.episode_start[None], traj.done[:-1]]))
-        env_state, obs, hidden, episode_start = state
-        carry = carry.replace(env_state=env_state, obs=obs, hidden=hidden, episode_start=episode_start, key=key)
-
-        # Values of the observations that followed each step, before any auto-reset (see returns.gae). A
-        # feed-forward critic is also evaluated here for the rollout's own observations: one batched pass is
-        # cheaper than a critic call per step (XLA drops the unused per-step critic).
-        if config.recurrent:
-            _, _, next_values = apply_seq(
-                carry.params, _flat(traj.hidden_after)[0], _flat(traj.final_obs), jnp.zeros((1, config.batch_size), bool)
-            )
-        else:
-            both = jnp.concatenate([_flat(traj.obs), _flat(traj.final_obs)], axis=1)
-            _, _, both_values = apply_seq(carry.params, None, both, None)
-            values, next_values = both_values[0, : config.batch_size], both_values[0, config.batch_size :]
-            traj = traj._replace(value=values.reshape(traj.value.shape))
-        next_values = next_values.reshape(traj.value.shape)
-        advantages, targets = gae(traj.reward, traj.value, next_values, traj.terminated, traj.done, hparams.gamma, hparams.gae_lambda)
-        return carry, Batch(hidden0, traj, advantages, targets, epoch_key)
-
-    def learn(carry: PPOCarry, batch: Batch, hparams: PPOHparams) -> tuple[PPOCarry, dict]:
+    def learn(self, carry: PPOCarry, batch: Batch, hparams: PPOHparams) -> tuple[PPOCarry, dict]:
         """`update_epochs` passes of `num_minibatches` gradient steps over `batch`; returns per-update means."""
+        c = self.config
         # Minibatches split axis 1 of (time, column) arrays. Feed-forward: every sample is its own column of a
         # length-1 sequence; recurrent: every environment is a column, whole sequences stay together.
-        if config.recurrent:
+        if c.recurrent:
             hidden0, traj, advantages, targets = batch.hidden0, batch.traj, batch.advantages, batch.targets
         else:
-            hidden0 = jnp.zeros((config.batch_size, 0))
+            hidden0 = jnp.zeros((c.batch_size, 0))
             traj, advantages, targets = jax.tree.map(_flat, (batch.traj, batch.advantages, batch.targets))
         num_columns = advantages.shape[1]
-        split = (config.num_minibatches, num_columns // config.num_minibatches)
-        progress = carry.update.astype(jnp.float32) / num_updates
-        optimizer = make_optimizer(hparams)
+        split = (c.num_minibatches, num_columns // c.num_minibatches)
+        progress = carry.update.astype(jnp.float32) / c.num_updates
+        optimizer = self.make_optimizer(hparams)
+        grad_fn = jax.value_and_grad(self.loss, has_aux=True)
 
-        def minibatch(state, mb):
+        def minibatch_step(state, minibatch):
             params, opt_state = state
-            (loss, stats), grads = grad_fn(params, hparams, mb, progress)
+            (loss, stats), grads = grad_fn(params, hparams, minibatch, progress)
             updates, opt_state = optimizer.update(grads, opt_state, params)
             params = optax.apply_updates(params, updates)
             return (params, opt_state), {**stats, "loss": loss, "grad_norm": optax.global_norm(grads)}
@@ -348,9 +419,9 @@ def make_agent(config: PPOConfig) -> PPOAgent:
                 return jnp.moveaxis(x.reshape(x.shape[:axis] + split + x.shape[axis + 1 :]), axis, 0)
 
             minibatches = (shuffle(hidden0, 0), jax.tree.map(lambda x: shuffle(x, 1), traj), shuffle(advantages, 1), shuffle(targets, 1))
-            return jax.lax.scan(minibatch, state, minibatches)
+            return jax.lax.scan(minibatch_step, state, minibatches)
 
-        perms = prng.permutation(batch.epoch_key, num_columns, (config.update_epochs,))
+        perms = speedups.permutations(batch.epoch_key, num_columns, (c.update_epochs,))
         (params, opt_state), stats = jax.lax.scan(epoch, (carry.params, carry.opt_state), perms)
 
         finished = batch.traj.done.sum()
@@ -360,66 +431,73 @@ def make_agent(config: PPOConfig) -> PPOAgent:
         metrics["episodes"] = finished
         return carry.replace(params=params, opt_state=opt_state, update=carry.update + 1), metrics
 
-    def update(carry: PPOCarry, hparams: PPOHparams) -> tuple[PPOCarry, dict]:
-        carry, batch = collect(carry, hparams)
-        return learn(carry, batch, hparams)
+    def update(self, carry: PPOCarry, hparams: PPOHparams) -> tuple[PPOCarry, dict]:
+        carry, batch = self.collect(carry, hparams)
+        return self.learn(carry, batch, hparams)
 
-    eval_limit = int(getattr(env_params, "max_steps_in_episode", 1000))
-    # Every evaluation episode is played once and masked after it ends, so the auto-reset is skipped where the
-    # environment allows (see envs.NoAutoReset).
-    eval_single = envs.NoAutoReset(raw_env) if envs.NoAutoReset.supports(raw_env) else raw_env
-    eval_env = envs.VecEnv(envs.FlattenObservation(eval_single) if flatten else eval_single, config.eval_episodes)
-    if not discrete and config.continuous_actions == "clip":
-        eval_env = envs.ClipAction(eval_env)
+    # -------------------------------------------------------------------------------- acting and evaluation
 
-    def evaluate(carry: PPOCarry, key: jax.Array) -> jax.Array:
-        """Mean undiscounted return of the current policy over `eval_episodes` fresh episodes (one each)."""
-        normalize = lambda obs: obs
-        if config.normalize_obs:  # use the training statistics, frozen
-            stats = _find_obs_stats(carry.env_state)
-            normalize = lambda obs: jnp.clip((obs - stats.mean) / jnp.sqrt(stats.var + 1e-8), -10.0, 10.0)
+    def act(self, params: Any, obs: jax.Array, key: jax.Array, deterministic: bool = False) -> jax.Array:
+        """Actions for observations obs (B, obs_dim), as the environment takes them. A recurrent policy acts as at
+        the first step of an episode (no memory); use `policy.apply` with a hidden state to keep one."""
+        hidden = jnp.zeros((obs.shape[0], self.policy.hidden_size))
+        _, pi, _ = self.policy.apply(params, hidden, obs[None], jnp.ones((1, obs.shape[0]), bool))
+        action = pi.mode() if deterministic else pi.sample(seed=key)
+        return self.to_env_action(action[0])
+
+    def eval_limit(self) -> int:
+        return int(getattr(self.env_params, "max_steps_in_episode", 1000))
+
+    def evaluate(self, carry: PPOCarry, key: jax.Array) -> jax.Array:
+        """Mean undiscounted return of the current policy over `eval_episodes` fresh episodes (one each) of the
+        default environment, observations normalised with the training statistics, frozen."""
+        c, s = self.config, self.spaces
+        stats = envs.find_obs_stats(carry.env_state) if c.normalize_obs else None
+        env = self.env_stack(evaluation=True, obs_stats=stats)
         reset_key, noise_key, step_key = jax.random.split(key, 3)
-        obs, env_state = eval_env.reset(reset_key, env_params)
-        n = config.eval_episodes
-        # As in `collect`: the action noise drawn once, straight-line environment keys (see jaxrl.prng).
-        noise = policy_noise(prng.unrolled(noise_key), (eval_limit, n), num_actions, action_dim)
-        xs = (noise, jax.random.split(prng.unrolled(step_key), eval_limit))
+        obs, env_state = env.reset(reset_key, self.env_params)
+        n, limit = c.eval_episodes, self.eval_limit()
+        noise = policy_noise(speedups.loop_key(noise_key), (limit, n), s.num_actions, s.action_dim)
+        xs = (noise, speedups.split_for_loop(step_key, limit))
 
         def step(state, xs):
             obs, env_state, hidden, first, active, total = state
             noise, env_key = xs
-            hidden, pi, _ = apply_seq(carry.params, hidden, normalize(obs)[None], first[None])
-            action = pi.mode() if config.eval_deterministic else sample_with_noise(pi, noise[None])
-            obs, env_state, reward, terminated, truncated, _ = eval_env.step(env_key, env_state, to_env_action(action[0]), env_params)
+            hidden, pi, _ = self.policy.apply(carry.params, hidden, obs[None], first[None])
+            action = pi.mode() if c.eval_deterministic else sample_with_noise(pi, noise[None])
+            obs, env_state, reward, terminated, truncated, _ = env.step(env_key, env_state, self.to_env_action(action[0]), self.env_params)
             total = total + reward * active
             active = active & ~(terminated | truncated)
             return (obs, env_state, hidden, jnp.zeros_like(first), active, total), None
 
-        init_state = (obs, env_state, jnp.zeros((n, hidden_size)), jnp.ones((n,), bool), jnp.ones((n,), bool), jnp.zeros((n,)))
+        init_state = (obs, env_state, jnp.zeros((n, self.policy.hidden_size)), jnp.ones((n,), bool), jnp.ones((n,), bool), jnp.zeros((n,)))
         final, _ = jax.lax.scan(step, init_state, xs)
         return final[-1].mean()
 
-    def train(key: jax.Array, hparams: PPOHparams) -> tuple[PPOCarry, dict]:
-        init_key, eval_key = jax.random.split(key)
-        carry = init(init_key, hparams)
-        carry, metrics = jax.lax.scan(lambda c, _: update(c, hparams), carry, None, num_updates)
-        metrics["final_return"] = evaluate(carry, eval_key)
-        return carry, metrics
 
-    return PPOAgent(config, env, env_params, default_hparams, init, update, collect, learn, evaluate, train, num_updates)
-
-
-def _find_obs_stats(env_state: Any):
-    """The observation statistics inside a (possibly nested) wrapper state."""
-    while not hasattr(env_state, "obs_stats"):
-        env_state = env_state.env_state
-    return env_state.obs_stats
+def make_agent(config: PPOConfig) -> PPO:
+    """Validate `config` and build the agent (environment, network, objective)."""
+    config.validate()
+    objective, saved_objective_params = objectives.resolve(config.objective, **dict(config.objective_options))
+    env, env_params = envs.make(config.env_id, **dict(config.env_kwargs))
+    action_space = env.action_space(env_params)
+    discrete = isinstance(action_space, envs.Discrete)
+    spaces = Spaces(
+        obs_dim=envs.observation_size(env, env_params),
+        num_actions=int(action_space.n) if discrete else 0,
+        action_dim=1 if discrete else int(np.prod(action_space.shape)),
+        low=None if discrete else jnp.asarray(action_space.low),
+        high=None if discrete else jnp.asarray(action_space.high),
+    )
+    policy = make_policy(config, spaces.obs_dim, spaces.num_actions, spaces.action_dim)
+    objective_params = saved_objective_params if saved_objective_params is not None else objective.init(jax.random.key(0))
+    return PPO(config, env, env_params, spaces, policy, objective, objective_params)
 
 
 # The names the CLI and the runner look up on every algorithm module.
 Config, Hparams = PPOConfig, PPOHparams
 
 
-def make_train(config: PPOConfig) -> Callable[[jax.Array, PPOHparams], tuple[PPOCarry, dict]]:
+def make_train(config: PPOConfig):
     """`train(key, hparams) -> (final carry, metrics)`; metrics are per-update arrays plus `final_return`."""
     return make_agent(config).train
