@@ -119,7 +119,14 @@ def read_hparam(hparams: Any, key: str) -> Any:
 
 def apply_overrides(hparams: Any, overrides: dict[str, float]) -> Any:
     """Set hyperparameters, and objective parameters by dotted path (`objective.clip_eps`,
-    `objective.dpo.alpha` inside an objective sweep), on an Hparams pytree."""
+    `objective.dpo.alpha` inside an objective sweep), on an Hparams pytree (a flax struct dataclass)."""
+    if not overrides:
+        return hparams
+    if not hasattr(hparams, "objective"):  # an agent without an objective: plain fields only
+        bad = [k for k in overrides if k.startswith("objective.")]
+        if bad:
+            raise InvalidChoiceError(f"{bad[0]}: this agent has no objective parameters")
+        return hparams.replace(**{k: jnp.float32(v) for k, v in overrides.items()})
     objective = jax.tree.map(lambda x: x, hparams.objective)  # a copy we may change in place
     plain = {}
     for key, value in overrides.items():

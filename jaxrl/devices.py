@@ -125,8 +125,12 @@ class RunMap:
         outs = [compiled(*jax.tree.unflatten(treedef, [s[i].data for s in shards])) for i, compiled in enumerate(self._compiled)]
         out_leaves = [jax.tree.leaves(o) for o in outs]
         out_treedef = jax.tree.structure(outs[0])
+        # An output that does not depend on the inputs (a constant) may come back on the default device: put every
+        # part on its own device (no copy where it already is).
         merged = [
-            jax.make_array_from_single_device_arrays((self.num_runs, *parts[0].shape[1:]), self.sharding, list(parts))
+            jax.make_array_from_single_device_arrays(
+                (self.num_runs, *parts[0].shape[1:]), self.sharding, [jax.device_put(p, d) for p, d in zip(parts, self.devices)]
+            )
             for parts in zip(*out_leaves)
         ]
         return jax.tree.unflatten(out_treedef, merged)

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl import results
+from jaxrl.agents.base import params_of
 from jaxrl.checkpoints import StopFlag, is_key, restore_tree, save_tree
 from jaxrl.config import apply_overrides
 from jaxrl.envs.errors import InvalidChoiceError
@@ -126,7 +127,7 @@ def run(
         def body(c, _):
             c, metrics = agent.update(c, hparams)
             finite = jnp.isfinite(metrics["loss"]) & jnp.all(
-                jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(c.params)])
+                jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(params_of(c))])
             )
             return c, {**metrics, "finite": finite, "update_done": jnp.bool_(True)}
 
@@ -222,6 +223,13 @@ def run(
     return summary
 
 
+def _as_dict(config: Any) -> dict[str, Any]:
+    """An agent's static config as a JSON-able dict (a dataclass, a mapping, or anything with attributes)."""
+    if dataclasses.is_dataclass(config):
+        return dataclasses.asdict(config)
+    return dict(config) if isinstance(config, dict) else dict(vars(config))
+
+
 def _progress(enabled: bool, total: int, initial: int):
     from tqdm import tqdm
 
@@ -269,7 +277,7 @@ def _summarize(agent, plan, host, final_return, status, compiles_total, compile_
     return {
         "status": status,
         "algorithm": plan.algorithm,
-        "config": {**dataclasses.asdict(agent.config), "num_updates": agent.num_updates},
+        "config": {**_as_dict(agent.config), "num_updates": agent.num_updates},
         "settings": plan.settings,
         "grid": {"sweep": plan.sweep, "points": plan.grid(), "labels": plan.labels()},
         "seeds": plan.seeds,
@@ -295,7 +303,7 @@ def _write_results(out: Path, plan: RunPlan, host, final_return, summary, steps_
     if not curves:
         return
     labels = plan.labels()
-    title = f"{summary['algorithm']} on {summary['config']['env_id']}"
+    title = f"{summary['algorithm']} on {summary['config'].get('env_id', '?')}"
     results.plot_curves(out / "curves.png", env_steps, curves["episode_return"], curves["episode_return_valid"], labels, title)
     finals = final_return.reshape(num_points, num_seeds)
     rows = [(label, results.summarize_returns(finals[g])) for g, label in enumerate(labels) if np.isfinite(finals[g]).all()]

@@ -36,3 +36,12 @@ def test_wheel_layout_and_imports(tmp_path):
     ).stdout.split("\n")
     assert out[0].startswith(str(target)), out
     assert out[1] == "None None", out
+
+
+def test_the_error_type_imports_without_gymnax_brax_or_jax():
+    import subprocess
+    import sys
+
+    code = "import sys; from jaxrl.envs.errors import InvalidChoiceError; print(sorted(m for m in ('jax', 'gymnax', 'brax') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]", out

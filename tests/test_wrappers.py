@@ -193,3 +193,33 @@ def test_no_auto_reset_matches_step_until_each_episode_ends(cartpole):
         # At the end the auto-reset returns a fresh observation; without it the last one is the episode's own.
         np.testing.assert_array_equal(held["obs"][end, i], plain["info"]["final_observation"][end, i])
         np.testing.assert_array_equal(held["info"]["final_observation"][: end + 1, i], plain["info"]["final_observation"][: end + 1, i])
+
+
+def test_frozen_observation_statistics_are_used_and_kept(cartpole):
+    env, params = cartpole
+    stats = envs.RunningMeanStd(jnp.array([1.0, 2.0, 3.0, 4.0]), jnp.array([4.0, 4.0, 1.0, 0.25]), jnp.float32(10.0))
+    frozen = NormalizeObservation(VecEnv(env, NUM_ENVS), stats=stats)
+    raw = VecEnv(env, NUM_ENVS)
+    key = jax.random.key(4)
+    obs, state = frozen.reset(key, params)
+    raw_obs, raw_state = raw.reset(key, params)
+    np.testing.assert_allclose(obs, np.clip((raw_obs - stats.mean) / np.sqrt(stats.var + 1e-8), -10, 10), rtol=1e-6)
+    obs, state, *_ = frozen.step(key, state, jnp.zeros(NUM_ENVS, jnp.int32), params)
+    raw_obs, *_ = raw.step(key, raw_state, jnp.zeros(NUM_ENVS, jnp.int32), params)
+    np.testing.assert_allclose(obs, np.clip((raw_obs - stats.mean) / np.sqrt(stats.var + 1e-8), -10, 10), rtol=1e-6)
+    assert envs.find_obs_stats(state) is stats or np.array_equal(envs.find_obs_stats(state).count, stats.count)
+
+
+def test_reward_normalisation_follows_a_traced_gamma(cartpole):
+    """The discount of reward normalisation is data: two gammas in one compiled program give two different
+    scalings, each equal to a run built with that gamma as a Python number."""
+    env, params = cartpole
+
+    def scaled_rewards(gamma):
+        stack = NormalizeReward(VecEnv(env, NUM_ENVS), gamma=gamma)
+        return run(stack, params, jax.random.key(6), 40, cartpole_actions)[1]["reward"]
+
+    traced = jax.jit(jax.vmap(scaled_rewards))(jnp.array([0.5, 0.99]))
+    for i, gamma in enumerate((0.5, 0.99)):
+        np.testing.assert_allclose(traced[i], jax.jit(lambda: scaled_rewards(gamma))(), rtol=1e-5)
+    assert not np.allclose(traced[0], traced[1])

@@ -14,7 +14,7 @@ runner and the meta layer then drive it unchanged.
 
 Conventions the runner reads: `metrics` holds scalars per update, among them `loss` (checked for NaN/Inf),
 `episode_return` and `episode_return_valid` (the mean return of the episodes that ended during the update, and
-whether any did); `carry.params` holds the parameters (checked for NaN/Inf, what `act` takes).
+whether any did); `carry.params` (or `carry["params"]`) holds the parameters (checked for NaN/Inf, what `act` takes).
 """
 
 from __future__ import annotations
@@ -45,6 +45,11 @@ class AgentProtocol(Protocol):
     def act(self, params: Any, obs: jax.Array, key: jax.Array) -> jax.Array: ...
 
     def train(self, key: jax.Array, hparams: Hparams) -> tuple[Carry, Metrics]: ...
+
+
+def params_of(carry: Carry) -> Any:
+    """The parameters in a carry: its `params` field or key."""
+    return carry["params"] if isinstance(carry, dict) else carry.params
 
 
 def train(agent: AgentProtocol, key: jax.Array, hparams: Hparams) -> tuple[Carry, Metrics]:
