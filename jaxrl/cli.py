@@ -40,6 +40,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _resolve_plan(algo_name: str | None, settings: dict, args: argparse.Namespace):
     """Settings + flags -> (RunPlan, agent, base hyperparameter overrides); validates everything before any
     file is touched."""
+    from jaxrl import objectives
     from jaxrl.agents import ALGORITHMS
     from jaxrl.config import build, parse_assignment
     from jaxrl.envs.errors import InvalidChoiceError, invalid_choice
@@ -71,7 +72,7 @@ def _resolve_plan(algo_name: str | None, settings: dict, args: argparse.Namespac
     static_fields = {f.name for f in dataclasses.fields(algo.Config)}
     for key in sweep:
         if key == OBJECTIVE_KEY:
-            settings["objective"] = ",".join(map(str, sweep[key]))
+            settings["objective"] = objectives.sweep_spec(sweep[key])
         elif key in static_fields:
             raise InvalidChoiceError(
                 f"cannot sweep {key!r}: it is a static setting (it changes shapes or the program, so each value "

@@ -171,6 +171,20 @@ def make(name: str, **options: Any) -> Objective:
     return Objective(name, dict(options), init, drift)
 
 
+def sweep_spec(names: list[str] | tuple[str, ...]) -> str:
+    """The `objective` setting of a sweep over closed-form objectives: their names joined by commas. The one
+    representation of an objective sweep: `resolve` builds its switch from it, `sweep_index` reads it."""
+    return ",".join(map(str, names))
+
+
+def sweep_index(spec: str, name: str) -> int:
+    """The switch index (`objective.index`) of `name` inside the sweep `spec`."""
+    members = spec.split(",")
+    if name not in members:
+        raise invalid_choice("objective in this sweep", name, members)
+    return members.index(name)
+
+
 def make_switch(names: list[str] | tuple[str, ...]) -> Objective:
     """Several closed-form objectives behind one index, so a sweep over objectives is data, not code: params
     are {"index": i, NAME: params of NAME, ...} and the drift is that of names[i]. Under vmap every member's
@@ -187,7 +201,7 @@ def make_switch(names: list[str] | tuple[str, ...]) -> Objective:
         branches = [lambda l, a, p, m=m: m.drift(params[m.name], l, a, p) for m in members]
         return jax.lax.switch(params["index"].astype(jnp.int32), branches, log_ratio, advantage, progress)
 
-    return Objective(",".join(names), {}, init, drift)
+    return Objective(sweep_spec(names), {}, init, drift)
 
 
 def save(path: str | os.PathLike, objective: Objective, params: Any) -> None:

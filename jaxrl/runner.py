@@ -22,9 +22,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrl import results
+from jaxrl import objectives, results
 from jaxrl.agents.base import params_of
-from jaxrl.checkpoints import StopFlag, is_key, restore_tree, save_tree
+from jaxrl.checkpoints import StopFlag, restore_tree, save_tree
 from jaxrl.config import apply_overrides
 from jaxrl.envs.errors import InvalidChoiceError
 from jaxrl.run_axis import RunAxis
@@ -72,13 +72,12 @@ def _largest_divisor_at_most(n: int, k: int) -> int:
 def build_hparams(agent: Any, plan: RunPlan, base_overrides: dict[str, float]) -> list[Any]:
     """One Hparams pytree per grid point."""
     base = apply_overrides(agent.default_hparams(), base_overrides)
-    members = str(plan.settings.get("objective", "")).split(",")
     out = []
     for point in plan.grid():
         overrides = {}
         for key, value in point.items():
             if key == OBJECTIVE_KEY:
-                overrides["objective.index"] = float(members.index(value))
+                overrides["objective.index"] = float(objectives.sweep_index(str(plan.settings.get("objective", "")), value))
             elif isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise InvalidChoiceError(f"sweep values of {key} must be numbers, got {value!r}")
             else:
@@ -104,7 +103,6 @@ def run(
     """Train every (grid point, seed) of `plan`; write results to `out_dir`; return the summary dict."""
     out = Path(out_dir)
     compiles = _count_compiles()
-    config = agent.config
     grid_hparams = build_hparams(agent, plan, base_overrides)
     num_seeds, num_points = len(plan.seeds), len(grid_hparams)
     num_runs = num_seeds * num_points

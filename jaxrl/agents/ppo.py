@@ -260,13 +260,12 @@ class PPO(Agent):
 
     def make_optimizer(self, hparams: PPOHparams) -> optax.GradientTransformation:
         c = self.config
-        learning_rate = hparams.lr
-        if c.anneal_lr:
-            grad_steps_per_update = c.update_epochs * c.num_minibatches
+        grad_steps_per_update = c.update_epochs * c.num_minibatches
 
-            def learning_rate(count):
-                return hparams.lr * (1.0 - (count // grad_steps_per_update) / c.num_updates)
+        def annealed(count):
+            return hparams.lr * (1.0 - (count // grad_steps_per_update) / c.num_updates)
 
+        learning_rate = annealed if c.anneal_lr else hparams.lr
         if c.optimizer == "rmsprop":  # PyTorch's (and so the A2C baselines'): eps added outside the square root
             inner = optax.rmsprop(learning_rate, decay=0.99, eps=1e-5, eps_in_sqrt=False)
         else:
