@@ -27,12 +27,16 @@ SETTINGS = {
     "brax/hopper": dict(total_timesteps=1_000_000, num_envs=64, num_steps=64, num_minibatches=8, normalize_obs=True, normalize_reward=True, eval_episodes=16),
 }
 LR = {"Breakout-MinAtar": 5e-4, "SpaceInvaders-MinAtar": 5e-4, "Pendulum-v1": 3e-4, "brax/hopper": 3e-4}
+# "a2c" in --objectives: A2C itself, i.e. experiments/configs/a2c.yaml's algorithm settings on the environment's
+# rollout shape (zero drift, one epoch over one minibatch, raw advantages, RMSprop, n-step returns, no entropy).
+A2C_STATIC = dict(objective="no_trust_region", update_epochs=1, num_minibatches=1, normalize_advantages=False, optimizer="rmsprop", anneal_lr=False)
+A2C_HPARAMS = dict(lr=7e-4, gae_lambda=1.0, ent_coef=0.0, vf_coef=1.0)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--envs", default="CartPole-v1,Acrobot-v1")
-    parser.add_argument("--objectives", default="ppo_clip,no_trust_region,mdpo,dpo")
+    parser.add_argument("--objectives", default="ppo_clip,a2c,no_trust_region,mdpo,dpo")
     parser.add_argument("--seeds", type=int, default=16)
     parser.add_argument("--total-timesteps", type=int, help="override every environment's budget")
     args = parser.parse_args()
@@ -44,11 +48,13 @@ def main() -> None:
             if args.total_timesteps:
                 settings["total_timesteps"] = args.total_timesteps
             if name == "a2c":
-                settings.update(update_epochs=1, num_minibatches=1)
+                settings.update(A2C_STATIC)
             agent = make_agent(PPOConfig(**settings))
             hp = agent.default_hparams()
             if env_id in LR:
                 hp = hp.replace(lr=np.float32(LR[env_id]))
+            if name == "a2c":
+                hp = hp.replace(**{k: np.float32(v) for k, v in A2C_HPARAMS.items()})
             start = time.perf_counter()
             _, metrics = jax.jit(jax.vmap(agent.train, in_axes=(0, None)))(keys, hp)
             final = np.asarray(jax.block_until_ready(metrics["final_return"]))

@@ -4,58 +4,36 @@ unchanged; PPO satisfies the protocol; levels are data (a batch of CartPole pole
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import struct
 
 from jaxrl import envs
-from jaxrl.agents.base import Agent, AgentProtocol
+from jaxrl.agents.base import AgentProtocol
 from jaxrl.runner import RunPlan, run
 
 
-# --- the README's example: an agent that acts at random and "learns" nothing, in a dozen lines --------------
-@struct.dataclass
-class RandomHparams:
-    temperature: jax.Array = 1.0  # traced: a sweep over it is a vmap
-
-
-class RandomAgent(Agent):
-    def __init__(self, env_id="CartPole-v1", num_envs=4, num_updates=6):
-        self.env = envs.build_stack(envs.make(env_id)[0], envs.StackSpec(num_envs))
-        self.config, self.num_updates, self.steps_per_update = {"env_id": env_id}, num_updates, num_envs
-
-    def default_hparams(self):
-        return RandomHparams(jnp.float32(1.0))
-
-    def init(self, key, hparams):
-        obs, state = self.env.reset(key, self.env.default_params)
-        return {"params": jnp.zeros(2), "state": state, "obs": obs, "key": key}
-
-    def act(self, params, obs, key):
-        return jax.random.categorical(key, params / 1.0, shape=obs.shape[:1])
-
-    def update(self, carry, hparams):
-        key, act_key, step_key = jax.random.split(carry["key"], 3)
-        obs, state, reward, term, trunc, info = self.env.step(step_key, carry["state"], self.act(carry["params"], carry["obs"], act_key))
-        done = term | trunc
-        metrics = {"loss": reward.mean() * 0, "episode_return": jnp.sum(info["episode_return"] * done) / jnp.maximum(done.sum(), 1),
-                   "episode_return_valid": done.any()}
-        return {**carry, "state": state, "obs": obs, "key": key}, metrics
-
-    def evaluate(self, carry, key):
-        return jnp.float32(0.0)
-# ----------------------------------------------------------------------------------------------------------
+def readme_agent():
+    """The README's example agent, executed from the README itself so the two cannot drift apart."""
+    text = (Path(__file__).parent.parent / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    (code,) = [b for b in blocks if "class RandomAgent(Agent)" in b]
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    return namespace["RandomAgent"]
 
 
 def test_a_custom_agent_runs_through_the_runner(tmp_path):
-    agent = RandomAgent()
+    agent = readme_agent()(num_updates=40)
     assert isinstance(agent, AgentProtocol)
-    summary = run(agent, RunPlan("random", {}, {"temperature": [0.5, 1.0]}, [0, 1]), {}, tmp_path / "out", chunk_updates=3, progress=False)
+    summary = run(agent, RunPlan("random", {}, {}, [0, 1, 2, 3]), {}, tmp_path / "out", chunk_updates=20, progress=False)
     assert summary["status"] == "finished" and len(summary["runs"]) == 4
     curves = np.load(tmp_path / "out" / "curves.npz")
-    assert curves["episode_return"].shape == (2, 2, 6)
+    assert curves["episode_return"].shape == (1, 4, 40)
+    assert curves["episode_return_valid"].any()  # random CartPole episodes last about 20 steps
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["config"]["env_id"] == "CartPole-v1"
 
 
