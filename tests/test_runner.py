@@ -181,3 +181,20 @@ def test_importing_the_cli_and_devices_leaves_jax_backends_unstarted():
     code = "import jaxrl.cli, jaxrl.devices; from jax._src import xla_bridge; assert not xla_bridge._backends, 'started'"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={k: v for k, v in os.environ.items() if k != "XLA_FLAGS"})
     assert result.returncode == 0, result.stderr[-500:]
+
+
+def test_run_axis_plans_batches_from_device_memory(agent, monkeypatch):
+    """Batches come from the free device memory over a per-run bound read off the traced update; with memory for
+    only 3 runs, 8 runs split into equal batches of 2."""
+    from jaxrl import run_axis
+
+    hp = agent.default_hparams()
+    per_run = run_axis.per_run_bytes(agent, hp)
+    rollout = 16 * 4 * 4 * 4  # at least the rollout's observations (T x N x obs_dim float32)
+    assert per_run > rollout + run_axis.tree_bytes(jax.eval_shape(agent.init, jax.random.key(0), hp))
+    assert run_axis.RunAxis.plan(agent, hp, 8).num_batches == 1
+    assert run_axis.available_memory_bytes() > per_run
+    monkeypatch.setattr(run_axis, "available_memory_bytes", lambda device=None: 2 * 3 * per_run)
+    axis = run_axis.RunAxis.plan(agent, hp, 8)
+    assert (axis.fit, axis.batch_runs, axis.num_batches) == (3, 2, 4)
+    assert [sl.start for _, sl in axis.batches()] == [0, 2, 4, 6]
