@@ -409,7 +409,7 @@ class PPO(Agent):
             (loss, stats), grads = grad_fn(params, hparams, minibatch, progress)
             updates, opt_state = optimizer.update(grads, opt_state, params)
             params = optax.apply_updates(params, updates)
-            return (params, opt_state), {**stats, "loss": loss, "grad_norm": optax.global_norm(grads)}
+            return (params, opt_state), {**stats, "loss": loss, "grad_norm": optax.tree.norm(grads)}
 
         def epoch(state, perm):
             def shuffle(x, axis):
@@ -437,12 +437,14 @@ class PPO(Agent):
     # -------------------------------------------------------------------------------- acting and evaluation
 
     def act(self, params: Any, obs: jax.Array, key: jax.Array, deterministic: bool = False) -> jax.Array:
-        """Actions for observations obs (B, obs_dim), as the environment takes them. A recurrent policy acts as at
+        """Actions (B, ...) for observations obs (B, obs_dim), inside the action space. A recurrent policy acts as at
         the first step of an episode (no memory); use `policy.apply` with a hidden state to keep one."""
         hidden = jnp.zeros((obs.shape[0], self.policy.hidden_size))
         _, pi, _ = self.policy.apply(params, hidden, obs[None], jnp.ones((1, obs.shape[0]), bool))
-        action = pi.mode() if deterministic else pi.sample(seed=key)
-        return self.to_env_action(action[0])
+        action = self.to_env_action((pi.mode() if deterministic else pi.sample(seed=key))[0])
+        if not self.spaces.num_actions:  # inside the space, whatever the stack it is given to
+            action = jnp.clip(action, self.spaces.low, self.spaces.high)
+        return action
 
     def eval_limit(self) -> int:
         return int(getattr(self.env_params, "max_steps_in_episode", 1000))
