@@ -17,7 +17,7 @@ if [ "${CONTINUOUS:-1}" = 1 ]; then
   jaxrl meta evaluate --objective ppo_clip dpo $FILES --envs Pendulum-v1 --steps 500000 --seeds 16 \
     --set num_envs=16 --set normalize_obs=true --set normalize_reward=true --set anneal_lr=false --set lr=3e-4 \
     --set eval_episodes=32 --out "$OUT/evaluate-heldout-pendulum"
-  jaxrl meta evaluate --objective ppo_clip dpo $FILES --envs brax/hopper --steps 300000 --seeds 16 --baseline-seeds 8 \
+  jaxrl meta evaluate --objective ppo_clip dpo $FILES --envs brax/hopper --steps 300000 --seeds 16 \
     --set num_envs=64 --set num_steps=64 --set num_minibatches=8 --set normalize_obs=true --set normalize_reward=true \
     --set lr=3e-4 --set eval_episodes=16 --out "$OUT/evaluate-heldout-hopper"
 fi

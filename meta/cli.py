@@ -15,6 +15,7 @@ from jaxrl.envs.errors import InvalidChoiceError
 SEARCH_DEFAULTS = {
     "generations": 100, "population": 32, "seeds": 2, "inner_steps": None, "es": "open_es", "seed": 0,
     "baseline_seeds": 8, "checkpoint_every": 10, "devices": None, "block_runs": None, "shaping": "centered_rank", "antithetic": True,
+    "candidates": 2, "candidate_pool": 16, "validation_seeds": 8,
 }
 DISCOVER_DEFAULTS = {"objective": "lpo", "init": "ppo", "envs": "CartPole-v1", "sigma": 0.03, "lr": 0.03}
 TUNE_DEFAULTS = {"sigma": 0.1, "lr": 0.05}
@@ -39,7 +40,15 @@ def register(sub: argparse._SubParsersAction, common: Any) -> None:
         p.add_argument("--seed", type=int, help="meta seed (default 0)")
         p.add_argument("--set", action="append", default=None, metavar="KEY=VALUE", help="a setting of the inner runs (repeatable)")
         p.add_argument("--config", help="YAML file of inner-run settings")
-        p.add_argument("--baseline-seeds", type=common.positive_int, help="seeds of the cached PPO baseline (default 8)")
+        p.add_argument("--baseline-seeds", type=common.positive_int,
+                       help="seeds of the cached baseline, PPO-clip under the same inner settings, that puts returns on one scale (default 8)")
+        p.add_argument("--candidates", type=common.positive_int,
+                       help="best members of each generation kept as candidates for the result (default 2)")
+        p.add_argument("--candidate-pool", type=common.positive_int,
+                       help="candidates kept over the whole search, the best by training fitness (default 16)")
+        p.add_argument("--validation-seeds", type=common.positive_int,
+                       help="new seeds (2000000, 2000001, ...; no generation uses them) on which, at the end, every candidate "
+                            "and the final search mean are re-scored; the best validation score is the result (default 8)")
         p.add_argument("--checkpoint-every", type=common.positive_int, help="checkpoint every N generations (default 10)")
         p.add_argument("--devices", type=common.devices, help="all (default) or N")
         p.add_argument("--block-runs", type=common.positive_int, help="inner runs vmapped together on a device (default: about runs/8)")
@@ -47,21 +56,32 @@ def register(sub: argparse._SubParsersAction, common: Any) -> None:
         p.add_argument("--resume", metavar="DIR", help="continue a search from its folder (--generations may be raised)")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    p = msub.add_parser("discover", help="meta-learn an objective (lpo / ta_lpo weights) with an ES")
+    p = msub.add_parser("discover", help="meta-learn an objective (lpo / ta_lpo weights) with an ES",
+                        description="Meta-learn an objective with an ES. Fitness: mean final return normalised per environment "
+                                    "(0 = untrained policy, 1 = PPO-clip under the same inner settings), averaged over environments. "
+                                    "The result, best_objective.npz, is the candidate (top members of each generation, and the final "
+                                    "search mean) with the highest score on --validation-seeds new seeds; mean_objective.npz is the search mean.")
     p.add_argument("--objective", help="lpo or ta_lpo (default lpo)")
     p.add_argument("--init", help="ppo (start from PPO's clip, default) or zero (start from no trust region)")
     p.add_argument("--envs", help="comma-separated meta-training environments (default CartPole-v1)")
     search_flags(p)
     p.set_defaults(func=_cmd_discover)
 
-    p = msub.add_parser("tune", help="search hyperparameters of an algorithm with an ES")
+    p = msub.add_parser("tune", help="search hyperparameters of an algorithm with an ES",
+                        description="Search hyperparameters with an ES. Fitness: mean final return normalised per environment "
+                                    "(0 = untrained policy, 1 = PPO-clip under the same inner settings). The result, best_config.yaml, "
+                                    "is the candidate (top members of each generation, and the final search mean) with the highest "
+                                    "score on --validation-seeds new seeds; mean_config.yaml is the search mean.")
     p.add_argument("algo", help="algorithm (ppo)")
     p.add_argument("--env", help="environment id (required unless --resume)")
     p.add_argument("--search", action="append", default=None, metavar="KEY=LOW:HIGH[:log]", help="a hyperparameter and its range (repeatable)")
     search_flags(p)
     p.set_defaults(func=_cmd_tune)
 
-    p = msub.add_parser("evaluate", help="train objectives on environments over seeds; IQM, CIs, normalised scores")
+    p = msub.add_parser("evaluate", help="train objectives on environments over seeds; IQM, CIs, normalised scores",
+                        description="Train objectives on environments over seeds: IQM and 95% bootstrap intervals of the final "
+                                    "return, and the normalised score (0 = untrained policy, 1 = PPO-clip under the same settings "
+                                    "on the same seeds; ppo_clip itself, when evaluated, scores exactly 1 in the mean).")
     p.add_argument("--objective", nargs="+", required=True, metavar="FILE|NAME", help="objective names or saved .npz files")
     p.add_argument("--envs", required=True, help="comma-separated environment ids")
     p.add_argument("--seeds", type=common.positive_int, default=16, help="seeds per (objective, environment) (default 16)")
@@ -69,7 +89,7 @@ def register(sub: argparse._SubParsersAction, common: Any) -> None:
     p.add_argument("--steps", type=common.positive_int, help="environment steps per run (default: the algorithm's)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a setting of every run (repeatable)")
     p.add_argument("--config", help="YAML file of settings for every run")
-    p.add_argument("--baseline-seeds", type=common.positive_int, default=8)
+    p.add_argument("--baseline-seeds", type=common.positive_int, default=None, help=argparse.SUPPRESS)  # refused: see _cmd_evaluate
     p.add_argument("--devices", type=common.devices, default=None)
     p.add_argument("--block-runs", type=common.positive_int, default=None)
     p.add_argument("--out", help="results folder (default results/meta-evaluate-TIME)")
@@ -118,6 +138,8 @@ def _request(kind: str, args: argparse.Namespace, specific: dict[str, Any], defa
         changed = sorted(k for k, v in given.items() if k != "generations" and saved.get(k) != v)
         if changed:
             raise InvalidChoiceError(f"{str(out)!r} was started with other {', '.join(changed)}; resume without changing them (only --generations may change)")
+        if "validation_seeds" not in saved:
+            raise InvalidChoiceError(f"{str(out)!r} was started by a jaxrl without candidate validation; its checkpoint cannot be resumed")
         request = {**saved, "generations": given.get("generations", saved["generations"])}
         return request, out, True
     request = {"kind": kind, **SEARCH_DEFAULTS, **defaults}
@@ -142,6 +164,12 @@ def _start(request: dict[str, Any], out: Path, resume: bool) -> None:
         raise invalid_choice("fitness shaping", request["shaping"], SHAPINGS)
     if request["antithetic"] and request["population"] % 2:
         raise InvalidChoiceError(f"--population {request['population']} is odd: mirrored sampling needs pairs (or pass --no-antithetic)")
+    if request["candidates"] > request["population"]:
+        raise InvalidChoiceError(f"--candidates {request['candidates']} is more than the --population {request['population']} of a generation")
+    if request["baseline_seeds"] > 1_000_000:  # baselines.BASELINE_SEED_OFFSET + n would reach the validation seeds
+        raise InvalidChoiceError(f"--baseline-seeds {request['baseline_seeds']} is more than 1000000")
+    if request["candidate_pool"] < request["candidates"]:
+        raise InvalidChoiceError(f"--candidate-pool {request['candidate_pool']} cannot hold the --candidates {request['candidates']} of one generation")
     if not resume:
         out.mkdir(parents=True, exist_ok=True)
         results.atomic_write_json(out / "meta.json", request)
@@ -152,11 +180,22 @@ def _start(request: dict[str, Any], out: Path, resume: bool) -> None:
 def _finish(summary: dict[str, Any], out: Path) -> int:
     timing = summary["timing"]
     print(f"{summary['status']}: {len(summary['generations'])} generations, {timing['seconds_per_generation']:.1f} s/generation, "
-          f"{timing['env_steps_per_s'] or 0:,.0f} inner env steps/s, best fitness {summary['best']['fitness']:.3f} (PPO = 1); "
-          f"files: {', '.join(summary['files'].values())} in {out}")
+          f"{timing['env_steps_per_s'] or 0:,.0f} inner env steps/s; files: {', '.join(summary['files'].values())} in {out}")
+    if summary["selected"] is not None:
+        print(f"selected {_describe_candidate(summary['selected'])} (1 = PPO-clip under the same inner settings)")
+        if summary["best_training"] is not None and summary["selected"]["index"] != 0:
+            print(f"  the highest training fitness, {_describe_candidate(summary['best_training'])}")
     if summary["status"] == "interrupted":
-        print(f"continue with  jaxrl meta {summary['kind']} --resume {out}")
+        print(f"not validated yet; continue with  jaxrl meta {summary['kind']} --resume {out}")
     return 0
+
+
+def _describe_candidate(row: dict[str, Any]) -> str:
+    """'generation 7 member 3: training fitness 1.490, validation 1.020 [0.950, 1.090]' (None shown as n/a)."""
+    fmt = lambda x: "n/a" if x is None else f"{x:.3f}"
+    who = f"the search mean after generation {row['generation']}" if row["candidate"] == "mean" else f"generation {row['generation']} member {row['member']}"
+    return (f"{who}: training fitness {fmt(row['training_fitness'])}, validation {fmt(row.get('validation_score'))} "
+            f"[{fmt(row.get('validation_ci_low'))}, {fmt(row.get('validation_ci_high'))}]")
 
 
 def _cmd_discover(args: argparse.Namespace) -> int:
@@ -189,9 +228,11 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from jaxrl.meta.evaluate import evaluate
 
+    if args.baseline_seeds is not None:
+        raise InvalidChoiceError("meta evaluate scores against PPO-clip on its own seeds (--seed, --seeds); --baseline-seeds is for discover and tune")
     request = {
         "kind": "evaluate", "objectives": args.objective, "envs": _env_list(args.envs), "seeds": args.seeds, "seed": args.seed,
-        "inner_steps": args.steps, "settings": _settings(args), "baseline_seeds": args.baseline_seeds, "devices": args.devices,
+        "inner_steps": args.steps, "settings": _settings(args), "devices": args.devices,
         "block_runs": args.block_runs,
     }
     out = Path(args.out or f"results/meta-evaluate-{time.strftime('%Y%m%d-%H%M%S')}")

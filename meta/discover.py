@@ -3,9 +3,12 @@ evaluation is a whole inner PPO-family training run per member x seed x environm
 
     summary = discover(request, out)   # request: see `jaxrl meta discover --help` (meta/cli.py)
 
-Writes to `out`: meta_summary.json, fitness.png, drift.png, best_objective.npz (the member with the highest
-fitness seen) and mean_objective.npz (the search mean at the end, what the published LPO reports); both load
-with `jaxrl train --objective FILE`.
+Writes to `out`: meta_summary.json, fitness.png, drift.png, best_objective.npz (the candidate with the highest
+validation score: the top members of each generation, kept by training fitness, and the final search mean,
+re-scored on seeds no generation used; see validation.py) and mean_objective.npz (the search mean at the end,
+what the published LPO reports); both load with `jaxrl train --objective FILE`. An interrupted search writes
+no best_objective.npz (and removes one left by an earlier, shorter run of the same folder): it has not been
+validated.
 """
 
 from __future__ import annotations
@@ -16,8 +19,7 @@ from typing import Any
 from jaxrl import objectives
 from jaxrl.envs.errors import invalid_choice
 from jaxrl.meta import plots
-from jaxrl.meta.search import search
-from jaxrl.meta.tasks import inner, inner_settings, make_request_es, make_tasks, meta_key, write_summary
+from jaxrl.meta.tasks import inner, inner_settings, make_request_es, make_tasks, search_and_validate, write_summary
 
 INITS = {"ppo": True, "zero": False}  # ppo: D starts as PPO's clip; zero: D starts at 0 (no trust region)
 DRIFT_PROGRESSES = (0.0, 0.5, 1.0)
@@ -32,6 +34,7 @@ def learned_objective(request: dict[str, Any]) -> objectives.Objective:
 
 
 def discover(request: dict[str, Any], out: str | Path, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Search the learned objective's weights, validate the candidates, write the files; returns the summary."""
     out = Path(out)
     objective = learned_objective(request)
     inners = []
@@ -41,14 +44,17 @@ def discover(request: dict[str, Any], out: str | Path, *, resume: bool = False, 
     solution = inners[0].hparams.objective  # phi = 0 (PPO's clip or zero drift, per `init`)
     tasks = make_tasks(request, inners, lambda member, base: base.replace(objective=member))
     es = make_request_es(request, solution)
-    result = search(es, solution, tasks, meta_key(request), request["generations"], request["seeds"], out,
-                    checkpoint_every=request["checkpoint_every"], resume=resume, progress=progress)
+    result, checked = search_and_validate(request, es, solution, tasks, out, resume=resume, progress=progress)
 
     files = {"best": "best_objective.npz", "mean": "mean_objective.npz", "fitness": "fitness.png", "drift": "drift.png"}
-    objectives.save(out / files["best"], objective, result.best)
+    if checked is not None:
+        objectives.save(out / files["best"], objective, checked.member)
+    else:
+        (out / files.pop("best")).unlink(missing_ok=True)
     objectives.save(out / files["mean"], objective, result.mean)
     title = f"{objective.name} ({request['init']} init) on {', '.join(request['envs'])}"
     plots.plot_fitness(out / files["fitness"], result.history, title)
     progresses = DRIFT_PROGRESSES if objective.name == "ta_lpo" else (0.0,)
-    plots.plot_drift(out / files["drift"], objective, result.best, f"learned {objective.name} (best)", progresses)
-    return write_summary(out, request, tasks, result, files, {"objective": {"name": objective.name, "options": objective.options}})
+    shown, label = (checked.member, "selected") if checked is not None else (result.mean, "search mean")
+    plots.plot_drift(out / files["drift"], objective, shown, f"learned {objective.name} ({label})", progresses)
+    return write_summary(out, request, tasks, result, checked, files, {"objective": {"name": objective.name, "options": objective.options}})

@@ -2,10 +2,15 @@
 
 One generation: ask the ES for a population, train every member on every meta-training environment over the
 same seeds (one compiled program per environment, see `population.py`), put each environment's mean final
-returns on the baseline scale (`baselines.normalise`), average them into the fitness, tell the ES.
+returns on the baseline scale (`baselines.normalise`: 1 = PPO-clip under the same inner settings), average them
+into the fitness, tell the ES, and add the generation's `candidates` best members to the candidate pool
+(`candidates.py`, bounded to the `candidate_pool` best by training fitness). The search does not pick a winner:
+training fitness is measured on each generation's own seeds and so favours lucky draws; `validation.py` re-scores
+the pool and the final search mean on seeds that no generation used.
 
-Generation g draws its keys from `fold_in(key, g)` alone, so a run resumed from a checkpoint after generation g
-continues exactly as the uninterrupted run would have (tests/test_meta_cli.py checks this bit for bit).
+Generation g draws its keys from `fold_in(key, g)` alone, and the ES state and the pool are both checkpointed,
+so a run resumed from a checkpoint after generation g continues exactly as the uninterrupted run would have
+(tests/test_meta_cli.py checks this bit for bit).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from jaxrl import results
 from jaxrl.checkpoints import StopFlag, restore_tree, save_tree
 from jaxrl.envs.errors import InvalidChoiceError
 from jaxrl.meta.baselines import normalise
+from jaxrl.meta.candidates import empty_pool, update_pool
 from jaxrl.meta.es import ES
 from jaxrl.meta.population import PopulationEvaluator
 
@@ -43,10 +49,14 @@ class Task:
 class SearchResult:
     status: str  # finished | interrupted
     mean: Any  # the ES's search mean at the end
-    best: Any  # the member with the highest fitness seen
-    best_fitness: float
+    pool: dict[str, Any]  # the candidate pool (candidates.py): the top members by training fitness
     history: list[dict[str, Any]]
     timing: dict[str, float]
+
+    @property
+    def last_generation(self) -> int:
+        """The last generation run (-1 if none): the search mean is the ES's after its update."""
+        return self.history[-1]["generation"] if self.history else -1
 
 
 def search(
@@ -59,21 +69,23 @@ def search(
     out: Path,
     *,
     checkpoint_every: int = 10,
+    candidates: int = 2,
+    candidate_pool: int = 16,
     resume: bool = False,
     progress: bool = True,
     describe: Callable[[Any], dict] | None = None,
 ) -> SearchResult:
     """Run generations [start, generations) where start is 0 or the checkpoint's; checkpoints in out/checkpoints.
 
-    solution: the pytree the ES starts from (its mean); describe(member) -> a dict shown in the history for the
-    best member of each generation (e.g. decoded hyperparameters)."""
+    solution: the pytree the ES starts from (its mean); candidates: members of each generation added to the pool
+    (its best by fitness); candidate_pool: the pool's size, the best by fitness kept; describe(member) -> a dict
+    shown in the history for the best member of each generation (e.g. decoded hyperparameters)."""
     ckpt = out / "checkpoints"
     init_key, loop_key = jax.random.split(key)
     ask, tell = jax.jit(es.ask), jax.jit(es.tell)
     abstract = {
         "es": jax.eval_shape(es.init, init_key, solution),
-        "best": jax.eval_shape(lambda s: s, solution),
-        "best_fitness": jax.ShapeDtypeStruct((), jnp.float32),
+        "pool": jax.eval_shape(lambda s: empty_pool(s, candidate_pool), solution),
     }
     if resume and not (ckpt / "state.json").exists():
         print(f"no checkpoint in {str(ckpt)!r} yet: starting from generation 0", file=sys.stderr)
@@ -87,7 +99,7 @@ def search(
         state = restore_tree(ckpt / "tree", abstract)
     else:
         start, history = 0, []
-        state = {"es": es.init(init_key, solution), "best": solution, "best_fitness": jnp.float32(-jnp.inf)}
+        state = {"es": es.init(init_key, solution), "pool": empty_pool(solution, candidate_pool)}
 
     def checkpoint(generation: int) -> None:
         save_tree(ckpt / "tree", state)
@@ -115,11 +127,8 @@ def search(
             finite = np.isfinite(fitness)  # a diverged member ranks below every finite one
             fitness = np.where(finite, fitness, fitness[finite].min() - 1.0 if finite.any() else 0.0)
             es_state, _ = tell(tell_key, population, jnp.asarray(fitness, jnp.float32), es_state)
+            state = {"es": es_state, "pool": update_pool(state["pool"], population, fitness, g, candidates)}
             i = int(np.argmax(fitness))
-            best, best_fitness = state["best"], state["best_fitness"]
-            if np.float32(fitness[i]) > np.float32(best_fitness):  # in float32, as stored: a tie keeps the earlier member
-                best, best_fitness = jax.tree.map(lambda x: x[i], population), jnp.float32(fitness[i])
-            state = {"es": es_state, "best": best, "best_fitness": best_fitness}
             elapsed = time.perf_counter() - t0 - (sum(t.evaluator.compile_s for t in tasks) - compile_before)
             entry = {"generation": g, "best": float(fitness.max()), "mean": float(fitness.mean()), "returns": per_env, "time_s": elapsed}
             if describe is not None:
@@ -143,7 +152,7 @@ def search(
         "seconds_per_generation": run_s / max(len(history), 1),
         "env_steps_per_s": env_steps / new_s if new_s else None,
     }
-    return SearchResult(status, es.mean(state["es"]), state["best"], float(state["best_fitness"]), history, timing)
+    return SearchResult(status, es.mean(state["es"]), state["pool"], history, timing)
 
 
 def _progress(enabled: bool, total: int, initial: int):
@@ -154,4 +163,4 @@ def _progress(enabled: bool, total: int, initial: int):
 
 def _postfix(entry: dict[str, Any]) -> str:
     envs = ", ".join(f"{k} {v['best']:.1f}" for k, v in entry["returns"].items())
-    return f"fitness best {entry['best']:.3f} mean {entry['mean']:.3f} (PPO = 1) | best return {envs} | {entry['time_s']:.1f} s/gen"
+    return f"fitness best {entry['best']:.3f} mean {entry['mean']:.3f} (PPO-clip = 1) | best return {envs} | {entry['time_s']:.1f} s/gen"

@@ -1,5 +1,6 @@
 """Shared set-up of the meta commands: inner agents from flat settings, the per-environment tasks with their
-baselines, the request saved beside the results (`meta.json`, what `--resume` rebuilds from) and the summary."""
+baselines, the search followed by the validation of its candidates, the request saved beside the results
+(`meta.json`, what `--resume` rebuilds from) and the summary."""
 
 from __future__ import annotations
 
@@ -15,10 +16,15 @@ from jaxrl import results
 from jaxrl.agents import ALGORITHMS
 from jaxrl.config import apply_overrides, build
 from jaxrl.envs.errors import invalid_choice
-from jaxrl.meta import baselines
+from jaxrl.meta import baselines, candidates, validation
 from jaxrl.meta.es import make_es
 from jaxrl.meta.population import PopulationEvaluator
-from jaxrl.meta.search import SearchResult, Task
+from jaxrl.meta.search import SearchResult, Task, search
+from jaxrl.meta.validation import Validation
+
+# Used where a request predates the flag (e.g. one built by hand, as experiments/bench_meta.py does).
+DEFAULT_CANDIDATES = 2
+DEFAULT_CANDIDATE_POOL = 16
 
 
 @dataclasses.dataclass
@@ -56,7 +62,7 @@ def make_tasks(request: dict[str, Any], inners: list[Inner], to_hparams: Callabl
         )
         base = baselines.baseline(item.algorithm, item.agent.config, item.overrides, request["baseline_seeds"], max_devices=request.get("devices"))
         if baselines.degenerate(base):
-            print(f"{env_id}: PPO ({base['ppo']:.1f}) barely beats the untrained policy ({base['init']:.1f}) on this budget; "
+            print(f"{env_id}: PPO-clip ({base['ppo']:.1f}) barely beats the untrained policy ({base['init']:.1f}) on this budget; "
                   f"scores use a unit of {baselines.span(base):.2f}", file=sys.stderr)
         tasks.append(Task(env_id, evaluator, base))
     return tasks
@@ -67,8 +73,30 @@ def make_request_es(request: dict[str, Any], solution: Any):
                    shaping=request.get("shaping", "centered_rank"), antithetic=request.get("antithetic", True))
 
 
-def write_summary(out: Path, request: dict[str, Any], tasks: list[Task], result: SearchResult, files: dict[str, str], extra: dict[str, Any]) -> dict[str, Any]:
-    best_gen = max(result.history, key=lambda h: h["best"])["generation"] if result.history else None
+def search_and_validate(
+    request: dict[str, Any], es: Any, solution: Any, tasks: list[Task], out: Path, *, resume: bool = False, progress: bool = True,
+    describe: Callable[[Any], dict] | None = None,
+) -> tuple[SearchResult, Validation | None]:
+    """Run the request's search, then (if it finished) re-score its candidates on the validation seeds and pick one.
+    An interrupted search is not validated: its result is None."""
+    result = search(es, solution, tasks, meta_key(request), request["generations"], request["seeds"], out,
+                    checkpoint_every=request["checkpoint_every"], candidates=request.get("candidates", DEFAULT_CANDIDATES),
+                    candidate_pool=request.get("candidate_pool", DEFAULT_CANDIDATE_POOL), resume=resume, progress=progress, describe=describe)
+    if result.status != "finished":
+        return result, None
+    seeds = validation.validation_seeds(request.get("validation_seeds", validation.DEFAULT_SEEDS))
+    print(f"validating {candidates.filled(result.pool) + 1} candidates (the pool and the search mean) on {len(seeds)} new seeds "
+          f"in {len(tasks)} environment(s)", flush=True)
+    return result, validation.validate(tasks, result.pool, result.mean, result.last_generation, seeds, describe)
+
+
+def write_summary(
+    out: Path, request: dict[str, Any], tasks: list[Task], result: SearchResult, checked: Validation | None, files: dict[str, str], extra: dict[str, Any],
+) -> dict[str, Any]:
+    """meta_summary.json: the request, the environments with their baselines, the selected candidate (training
+    fitness and validation score with its interval), the best by training fitness, the candidate table, the
+    generations, files, versions, devices and timing. An interrupted search has no selection and no table."""
+    pool_rows = candidates.with_mean(result.pool, result.mean, result.last_generation)[1]
     summary = {
         "kind": request["kind"],
         "status": result.status,
@@ -78,7 +106,16 @@ def write_summary(out: Path, request: dict[str, Any], tasks: list[Task], result:
              "baseline": t.baseline, "batch_runs": t.evaluator.batch_runs, "batches": t.evaluator.num_batches}
             for t in tasks
         ],
-        "best": {"fitness": result.best_fitness, "generation": best_gen},
+        "selected": {"index": checked.selected, **checked.rows[checked.selected]} if checked else None,
+        "best_training": (checked.rows if checked else pool_rows)[0] if len(pool_rows) > 1 else None,
+        "validation": {
+            "seeds": checked.seeds if checked else None,
+            "candidates_per_generation": request.get("candidates", DEFAULT_CANDIDATES),
+            "candidate_pool": request.get("candidate_pool", DEFAULT_CANDIDATE_POOL),
+            "score": "mean over validation seeds and environments of the normalised final return (0 = untrained policy, "
+                     "1 = PPO-clip under the same inner settings); interval: 95% percentile bootstrap over the seeds",
+        },
+        "candidates": checked.rows if checked else None,
         "generations": result.history,
         "files": files,
         "versions": results.package_versions(),

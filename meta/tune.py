@@ -3,8 +3,10 @@ searched around the algorithm's defaults; every fitness evaluation is a whole in
 
 The ES works on positions u in [0, 1]^k (clipped), one per hyperparameter, starting from each default's
 position in its range; `decode` turns positions into values. Writes meta_summary.json, fitness.png,
-best_config.yaml (the member with the highest fitness seen) and mean_config.yaml (the search mean at the
-end); both are configs that `jaxrl train --config FILE` runs.
+best_config.yaml (the candidate with the highest validation score: the top members of each generation, kept by
+training fitness, and the final search mean, re-scored on seeds no generation used; see validation.py) and
+mean_config.yaml (the search mean at the end); both are configs that `jaxrl train --config FILE` runs. An
+interrupted search writes no best_config.yaml (and removes one left by an earlier, shorter run of the folder).
 """
 
 from __future__ import annotations
@@ -23,8 +25,7 @@ from jaxrl import results
 from jaxrl.config import apply_overrides, build, read_hparam
 from jaxrl.envs.errors import InvalidChoiceError
 from jaxrl.meta import plots
-from jaxrl.meta.search import search
-from jaxrl.meta.tasks import inner, inner_settings, make_request_es, make_tasks, meta_key, write_summary
+from jaxrl.meta.tasks import inner, inner_settings, make_request_es, make_tasks, search_and_validate, write_summary
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +83,7 @@ def dimensions(request: dict[str, Any], algorithm: Any, hparams: Any) -> list[Di
 
 
 def tune(request: dict[str, Any], out: str | Path, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Search the request's hyperparameters, validate the candidates, write the files; returns the summary."""
     out = Path(out)
     inners = [inner(request["algorithm"], inner_settings(request, env_id)) for env_id in request["envs"]]
     dims = dimensions(request, inners[0].algorithm, inners[0].hparams)
@@ -97,15 +99,21 @@ def tune(request: dict[str, Any], out: str | Path, *, resume: bool = False, prog
     describe = lambda u: {k: float(v) for k, v in decode(u).items()}
     tasks = make_tasks(request, inners, to_hparams)
     es = make_request_es(request, start)
-    result = search(es, start, tasks, meta_key(request), request["generations"], request["seeds"], out,
-                    checkpoint_every=request["checkpoint_every"], resume=resume, progress=progress, describe=describe)
+    result, checked = search_and_validate(request, es, start, tasks, out, resume=resume, progress=progress, describe=describe)
 
     files = {"best": "best_config.yaml", "mean": "mean_config.yaml", "fitness": "fitness.png"}
     base_settings = {"algorithm": request["algorithm"], **inner_settings(request, request["envs"][0])}
-    for which, u in (("best", result.best), ("mean", result.mean)):
-        text = f"# found by `jaxrl meta tune` ({which} {'member' if which == 'best' else 'of the search'}); run with: jaxrl train --config FILE\n"
+    chosen = {"mean": result.mean}
+    if checked is not None:
+        chosen["best"] = checked.member
+    else:
+        (out / files.pop("best")).unlink(missing_ok=True)
+    for which, u in chosen.items():
+        what = "the candidate with the highest validation score" if which == "best" else "the search mean at the end"
+        text = f"# found by `jaxrl meta tune` ({what}); run with: jaxrl train --config FILE\n"
         text += yaml.safe_dump({**base_settings, **describe(u)}, sort_keys=False)
         results.atomic_write_bytes(out / files[which], text.encode())
     plots.plot_fitness(out / files["fitness"], result.history, f"{request['algorithm']} hyperparameters on {', '.join(request['envs'])}")
     searched = [{"key": d.key, "low": d.low, "high": d.high, "log": d.log, "start": v} for d, v in zip(dims, start_values)]
-    return write_summary(out, request, tasks, result, files, {"search": searched, "best_hparams": describe(result.best), "mean_hparams": describe(result.mean)})
+    extra = {"search": searched, "best_hparams": describe(checked.member) if checked is not None else None, "mean_hparams": describe(result.mean)}
+    return write_summary(out, request, tasks, result, checked, files, extra)
