@@ -53,7 +53,9 @@ def evaluate(request: dict[str, Any], out: str | Path, *, progress: bool = True)
         finished = _finished(folder, seeds, settings)
         if finished is None:
             print(f"{label} on {env_id}: {len(seeds)} seeds -> {folder}", flush=True)
-            summary = run(item.agent, RunPlan("ppo", settings, {}, seeds), item.overrides, folder, max_devices=request.get("devices"), block_runs=request.get("block_runs"), progress=progress)
+            resume = (folder / "checkpoints" / "state.json").exists()  # an interrupted pair continues where it stopped
+            summary = run(item.agent, RunPlan("ppo", settings, {}, seeds), item.overrides, folder, max_devices=request.get("devices"),
+                          block_runs=request.get("block_runs"), progress=progress, resume=resume)
             if summary["status"] != "finished":
                 print(f"interrupted in {folder}: run the same command again to continue", flush=True)
                 return {"kind": "evaluate", "status": "interrupted"}
