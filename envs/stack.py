@@ -54,7 +54,8 @@ def build_stack(
     obs_stats: RunningMeanStd | None = None,
 ) -> Any:
     """Wrap the bare `env` as `spec` says. reward_gamma: the discount of reward normalisation (training with
-    `normalize_reward`); obs_stats: frozen observation statistics (evaluation with `normalize_obs`)."""
+    `normalize_reward`); obs_stats: observation statistics to freeze (`normalize_obs`; required for evaluation,
+    and used by a training stack to reset onto new levels without disturbing the statistics)."""
     params = env.default_params
     continuous = isinstance(env.action_space(params), spaces.Box)
     if evaluation and NoAutoReset.supports(env):
@@ -69,7 +70,7 @@ def build_stack(
     if spec.normalize_obs:
         if evaluation and obs_stats is None:
             raise ValueError("an evaluation stack with normalize_obs needs the trained agent's obs_stats")
-        env = NormalizeObservation(env, stats=obs_stats if evaluation else None)
+        env = NormalizeObservation(env, stats=obs_stats)
     if spec.normalize_reward and not evaluation:
         if reward_gamma is None:
             raise ValueError("reward normalisation needs reward_gamma (the agent's discount)")

@@ -12,7 +12,9 @@ import pytest
 from flax import struct
 
 from jaxrl import envs, objectives
-from jaxrl.agents.ppo import PPOConfig, make_agent
+from jaxrl.agents.ppo import PPOConfig, PPOHparams, make_agent
+from jaxrl.config import apply_overrides, build, load_yaml
+from jaxrl.networks import ActorCritic
 from jaxrl.envs import InvalidChoiceError
 
 SMALL = PPOConfig(num_envs=4, num_steps=32, total_timesteps=4 * 32 * 6, eval_episodes=8)
@@ -65,47 +67,44 @@ def test_vmapped_hparams_equal_separate_runs():
 
 
 def test_a2c_config_equals_a_hand_written_a2c_update():
-    """experiments/configs/a2c.yaml's settings: one update of `ppo` equals A2C written out by hand: n-step returns
+    """experiments/configs/a2c.yaml's settings: two updates of `ppo` equal A2C written out by hand: n-step returns
     from a NumPy loop, raw advantages, policy gradient + 0.5 x squared value error, global-norm clipping and
-    RMSprop (decay 0.99, eps 1e-5 outside the root, zero initial mean square) coded directly."""
-    from jaxrl.config import build, load_yaml
-    from jaxrl.networks import ActorCritic
-
+    RMSprop (decay 0.99, eps 1e-5 outside the root, mean square starting at 0) coded directly. Two updates, so the
+    mean square's decay is exercised."""
     settings = {**load_yaml("experiments/configs/a2c.yaml"), "num_envs": 4, "num_steps": 16, "total_timesteps": 64 * 4}
-    config, overrides = build(PPOConfig, __import__("jaxrl.agents.ppo", fromlist=["PPOHparams"]).PPOHparams, settings)
+    config, overrides = build(PPOConfig, PPOHparams, settings)
     agent = make_agent(config)
-    from jaxrl.config import apply_overrides
-
     hp = apply_overrides(agent.default_hparams(), overrides)
-    carry = agent.init(jax.random.key(2), hp)
-    carry, batch = jax.jit(agent.collect)(carry, hp)
-    new_carry, _ = jax.jit(agent.learn)(carry, batch, hp)
-
+    gamma, lr, max_norm = float(hp.gamma), float(hp.lr), float(hp.max_grad_norm)
     network = ActorCritic(2, 1)
-    traj = jax.tree.map(np.asarray, batch.traj)
-    params = carry.params
-    values = np.asarray(network.apply(params, traj.obs)[1], np.float64)
-    next_values = np.asarray(network.apply(params, traj.final_obs)[1], np.float64)
-    gamma, T = 0.99, traj.reward.shape[0]
-    returns = np.zeros_like(values)
-    following = next_values[-1]
-    for t in reversed(range(T)):  # R_t = r_t + gamma * (0 if terminal, V(s') at a cut, R_{t+1} otherwise)
-        bootstrap = np.where(traj.done[t], next_values[t], following if t < T - 1 else next_values[t])
-        returns[t] = traj.reward[t] + gamma * (1.0 - traj.terminated[t]) * bootstrap
-        following = returns[t]
-    adv = jnp.asarray((returns - values).reshape(-1), jnp.float32)
-    obs, actions, targets = traj.obs.reshape(-1, 4), traj.action.reshape(-1), jnp.asarray(returns.reshape(-1), jnp.float32)
+    carry = agent.init(jax.random.key(2), hp)
+    expected, mean_square = carry.params, jax.tree.map(jnp.zeros_like, carry.params)
+    for _ in range(2):
+        carry, batch = jax.jit(agent.collect)(carry, hp)
+        params = carry.params
+        traj = jax.tree.map(np.asarray, batch.traj)
+        values = np.asarray(network.apply(params, traj.obs)[1], np.float64)
+        next_values = np.asarray(network.apply(params, traj.final_obs)[1], np.float64)
+        returns, following = np.zeros_like(values), next_values[-1]
+        for t in reversed(range(traj.reward.shape[0])):  # R_t = r_t + gamma (0 if terminal; V(s') at a cut; else R_t+1)
+            bootstrap = np.where(traj.done[t], next_values[t], following)
+            returns[t] = traj.reward[t] + gamma * (1.0 - traj.terminated[t]) * bootstrap
+            following = returns[t]
+        adv = jnp.asarray((returns - values).reshape(-1), jnp.float32)
+        obs, actions, targets = traj.obs.reshape(-1, 4), traj.action.reshape(-1), jnp.asarray(returns.reshape(-1), jnp.float32)
 
-    def a2c_loss(params):
-        pi, value = network.apply(params, obs)
-        return -jnp.mean(pi.log_prob(actions) * adv) + 0.5 * jnp.mean((value - targets) ** 2)
+        def a2c_loss(params):
+            pi, value = network.apply(params, obs)
+            return -jnp.mean(pi.log_prob(actions) * adv) + 0.5 * jnp.mean((value - targets) ** 2)
 
-    grads = jax.grad(a2c_loss)(params)
-    norm = jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leaves(grads)))
-    grads = jax.tree.map(lambda g: g * jnp.minimum(1.0, 0.5 / norm), grads)
-    expected = jax.tree.map(lambda p, g: p - 7e-4 * g / (jnp.sqrt(0.01 * g**2) + 1e-5), params, grads)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6), new_carry.params, expected)
-    assert not np.allclose(jax.tree.leaves(expected)[0], jax.tree.leaves(params)[0])
+        grads = jax.grad(a2c_loss)(params)
+        norm = jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leaves(grads)))
+        grads = jax.tree.map(lambda g: g * jnp.minimum(1.0, max_norm / norm), grads)
+        mean_square = jax.tree.map(lambda m, g: 0.99 * m + 0.01 * g**2, mean_square, grads)
+        expected = jax.tree.map(lambda p, g, m: p - lr * g / (jnp.sqrt(m) + 1e-5), params, grads, mean_square)
+        carry, _ = jax.jit(agent.learn)(carry, batch, hp)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6), carry.params, expected)
+        assert not np.allclose(jax.tree.leaves(expected)[0], jax.tree.leaves(params)[0])
 
 
 @struct.dataclass

@@ -53,7 +53,9 @@ def test_a_batch_of_levels_equals_single_runs():
     equal to 4 single-environment runs with the same keys and actions."""
     env, params = envs.make("CartPole-v1")
     lengths = jnp.array([0.25, 0.5, 1.0, 2.0])
-    batched = jax.vmap(lambda length: params.replace(length=length))(lengths)
+    # gymnax's CartPole also keeps masspole x length as its own parameter: keep the two consistent.
+    level = lambda length: params.replace(length=length, polemass_length=params.masspole * length)
+    batched = jax.vmap(level)(lengths)
     vec = envs.VecEnv(env, 4, per_env_params=True)
     steps = 60
     actions = jax.random.bernoulli(jax.random.key(0), 0.5, (steps, 4)).astype(jnp.int32)
@@ -72,7 +74,7 @@ def test_a_batch_of_levels_equals_single_runs():
 
     @jax.jit
     def single_run(i, length):
-        p = params.replace(length=length)
+        p = level(length)
         key = jax.random.split(jax.random.key(2), 4)[i]
         obs, state = env.reset(key, p)
 
@@ -104,7 +106,11 @@ def test_ppo_levels_live_in_the_carry():
     carry, _ = jax.jit(agent.update)(carry, hp)
     levels = jax.vmap(lambda limit: agent.env_params.replace(max_steps_in_episode=limit))(jnp.array([3, 3, 500, 500]))
     moved = jax.jit(agent.reset_to)(carry, levels, jax.random.key(5), hp)
-    np.testing.assert_array_equal(envs.find_obs_stats(moved.env_state).count, envs.find_obs_stats(carry.env_state).count)
+    stats = envs.find_obs_stats(carry.env_state)
+    np.testing.assert_array_equal(envs.find_obs_stats(moved.env_state).count, stats.count)
+    # The new first observations are normalised with the kept statistics, not with statistics of the reset alone.
+    raw_obs, _ = jax.jit(envs.VecEnv(agent.env, 4, per_env_params=True).reset)(jax.random.key(5), levels)
+    np.testing.assert_allclose(moved.obs, np.clip((raw_obs - stats.mean) / np.sqrt(stats.var + 1e-8), -10, 10), rtol=1e-5, atol=1e-6)
     _, batch = jax.jit(agent.collect)(moved, hp)
     done = np.asarray(batch.traj.done)
     assert done[2, :2].all() and done[5, :2].all() and not done[:, 2:].any()

@@ -294,8 +294,10 @@ class PPO(Agent):
 
     def reset_to(self, carry: PPOCarry, env_params: Any, key: jax.Array, hparams: PPOHparams) -> PPOCarry:
         """Put new levels in the carry (`env_params` with a leading axis of num_envs) and start a fresh episode on
-        each. Normalisation and episode statistics carry over; the recurrent state restarts."""
-        obs, env_state = self.env_stack(hparams.gamma).reset(key, env_params)
+        each. Normalisation and episode statistics carry over (the new observations are normalised with the kept
+        statistics); the recurrent state restarts."""
+        stats = envs.find_obs_stats(carry.env_state) if self.config.normalize_obs else None
+        obs, env_state = self.env_stack(hparams.gamma, obs_stats=stats).reset(key, env_params)
         return carry.replace(
             env_params=env_params,
             env_state=envs.keep_statistics(carry.env_state, env_state),
