@@ -15,6 +15,7 @@ import os
 from collections.abc import Iterator
 
 import jax
+import jax.numpy as jnp
 
 from jaxrl import prng
 
@@ -82,8 +83,12 @@ def barrier_transposed_weight_grad() -> bool:
     return enabled()
 
 
-def batched_critic() -> bool:
-    """Whether a feed-forward critic is evaluated once over the whole rollout after it, rather than at every
-    rollout step: one large product is cheaper than a small one per step on CPU (XLA drops the unused per-step
-    critic). Same values up to float rounding."""
-    return enabled()
+def critic_pass(critic, obs: jax.Array, final_obs: jax.Array, rollout_values: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(values of obs, values of final_obs) for a feed-forward critic; obs and final_obs (T, N, obs_dim), values
+    (T, N). Enabled: one pass over both, replacing the values the rollout computed step by step (one large product
+    is cheaper than a small one per step on CPU, and XLA then drops the unused per-step critic). Otherwise the
+    rollout's values are kept and only final_obs is evaluated. Same values up to float rounding."""
+    if enabled():
+        both = critic(jnp.concatenate([obs, final_obs], axis=0))
+        return both[: obs.shape[0]], both[obs.shape[0] :]
+    return rollout_values, critic(final_obs)

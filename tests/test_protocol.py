@@ -104,7 +104,7 @@ def test_ppo_levels_live_in_the_carry():
     hp = agent.default_hparams()
     carry = agent.init(jax.random.key(0), hp)
     carry, _ = jax.jit(agent.update)(carry, hp)
-    levels = jax.vmap(lambda limit: agent.env_params.replace(max_steps_in_episode=limit))(jnp.array([3, 3, 500, 500]))
+    levels = jax.vmap(lambda limit: agent.default_env_params.replace(max_steps_in_episode=limit))(jnp.array([3, 3, 500, 500]))
     moved = jax.jit(agent.reset_to)(carry, levels, jax.random.key(5), hp)
     stats = envs.find_obs_stats(carry.env_state)
     np.testing.assert_array_equal(envs.find_obs_stats(moved.env_state).count, stats.count)

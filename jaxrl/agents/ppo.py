@@ -36,6 +36,7 @@ from jaxrl.returns import gae
 CONTINUOUS_ACTIONS = ("clip", "tanh")
 OPTIMIZERS = ("adam", "rmsprop")
 CLIP_FRAC_THRESHOLD = 0.2  # |r - 1| above this counts towards the reported clip fraction
+DEFAULT_EVAL_LIMIT = 1000  # evaluation steps for an environment without max_steps_in_episode (Brax's default limit)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,6 +136,26 @@ class Transition(NamedTuple):
     episode_return: jax.Array  # of the last finished episode; counts where `done`
 
 
+class RolloutState(NamedTuple):
+    """What the rollout loop carries from one step to the next."""
+
+    env_state: Any
+    obs: jax.Array  # (num_envs, obs_dim)
+    hidden: jax.Array  # (num_envs, gru_size or 0)
+    episode_start: jax.Array  # (num_envs,) bool
+
+
+class EvalState(NamedTuple):
+    """What the evaluation loop carries: one episode per environment copy, masked after its end."""
+
+    obs: jax.Array  # (eval_episodes, obs_dim)
+    env_state: Any
+    hidden: jax.Array
+    first: jax.Array  # (eval_episodes,) bool: the first step (resets a recurrent policy)
+    active: jax.Array  # (eval_episodes,) bool: the episode has not ended yet
+    total: jax.Array  # (eval_episodes,) undiscounted return so far
+
+
 class Batch(NamedTuple):
     """One update's data: the rollout (T, N) with its advantages and targets, and the hidden state it began in."""
 
@@ -221,7 +242,7 @@ class PPO(Agent):
 
     config: PPOConfig
     env: Any  # the bare environment
-    env_params: Any  # its default parameters (one copy)
+    default_env_params: Any  # its default parameters, one copy (the carry holds one per environment copy)
     spaces: Spaces
     policy: Policy
     objective: objectives.Objective
@@ -277,7 +298,7 @@ class PPO(Agent):
         key, net_key, env_key = jax.random.split(key, 3)
         params = self.policy.init(net_key)
         env = self.env_stack(hparams.gamma)
-        env_params = env.batch_params(self.env_params)
+        env_params = env.batch_params(self.default_env_params)
         # JAX's own keys for the reset: its draw is sliced into the state's fields (see speedups.loop_key).
         obs, env_state = env.reset(env_key, env_params)
         return PPOCarry(
@@ -308,57 +329,51 @@ class PPO(Agent):
 
     # -------------------------------------------------------------------------------- collect
 
-    def rollout_step(self, params: Any, env: Any, env_params: Any, state: tuple, xs: tuple) -> tuple[tuple, Transition]:
-        """One environment step for every environment. state: (env_state, obs, hidden, episode_start)."""
-        env_state, obs, hidden, episode_start = state
+    def rollout_step(self, params: Any, env: Any, env_params: Any, state: RolloutState, xs: tuple) -> tuple[RolloutState, Transition]:
+        """One environment step for every environment. xs: (policy noise (num_envs, ...), environment key)."""
         noise, step_key = xs
-        hidden, pi, value = self.policy.apply(params, hidden, obs[None], episode_start[None])
+        hidden, pi, value = self.policy.apply(params, state.hidden, state.obs[None], state.episode_start[None])
         action = sample_with_noise(pi, noise[None])
         log_prob = pi.log_prob(action)
         action, log_prob, value = action[0], log_prob[0], value[0]
-        next_obs, env_state, reward, terminated, truncated, info = env.step(step_key, env_state, self.to_env_action(action), env_params)
+        next_obs, env_state, reward, terminated, truncated, info = env.step(step_key, state.env_state, self.to_env_action(action), env_params)
         done = jnp.logical_or(terminated, truncated)
         transition = Transition(
-            obs=obs, action=action, log_prob=log_prob, value=value, reward=reward,
-            terminated=terminated, done=done, episode_start=episode_start,
+            obs=state.obs, action=action, log_prob=log_prob, value=value, reward=reward,
+            terminated=terminated, done=done, episode_start=state.episode_start,
             final_obs=info["final_observation"], hidden_after=hidden,
             episode_return=info["episode_return"],
         )
-        return (env_state, next_obs, hidden, done), transition
+        return RolloutState(env_state, next_obs, hidden, done), transition
 
     def collect(self, carry: PPOCarry, hparams: PPOHparams) -> tuple[PPOCarry, Batch]:
-        """Roll the current policy out for `num_steps` steps and compute advantages and value targets."""
+        """Roll the current policy out for `num_steps` steps; the batch's arrays are (num_steps, num_envs, ...)
+        with advantages and value targets from GAE."""
         c, s = self.config, self.spaces
         key, noise_key, rollout_key, epoch_key = jax.random.split(carry.key, 4)
         noise = policy_noise(speedups.loop_key(noise_key), (c.num_steps, c.num_envs), s.num_actions, s.action_dim)
         xs = (noise, speedups.split_for_loop(rollout_key, c.num_steps))
         step = functools.partial(self.rollout_step, carry.params, self.env_stack(hparams.gamma), carry.env_params)
-        state = (carry.env_state, carry.obs, carry.hidden, carry.episode_start)
-        (env_state, obs, hidden, episode_start), traj = jax.lax.scan(step, state, xs)
+        start = RolloutState(carry.env_state, carry.obs, carry.hidden, carry.episode_start)
+        end, traj = jax.lax.scan(step, start, xs)
         # An observation starts an episode iff the step before it ended one (derived here, not stored per step).
         traj = traj._replace(episode_start=jnp.concatenate([carry.episode_start[None], traj.done[:-1]]))
         traj, next_values = self.critic_values(carry.params, traj)
         advantages, targets = gae(traj.reward, traj.value, next_values, traj.terminated, traj.done, hparams.gamma, hparams.gae_lambda)
-        new_carry = carry.replace(env_state=env_state, obs=obs, hidden=hidden, episode_start=episode_start, key=key)
+        new_carry = carry.replace(env_state=end.env_state, obs=end.obs, hidden=end.hidden, episode_start=end.episode_start, key=key)
         return new_carry, Batch(carry.hidden, traj, advantages, targets, epoch_key)
 
     def critic_values(self, params: Any, traj: Transition) -> tuple[Transition, jax.Array]:
-        """Values of the observations that followed each step, before any auto-reset (what GAE bootstraps from at
-        time limits; see returns.gae), and, for a feed-forward critic, optionally of the rollout's own observations
-        in the same pass (see speedups.batched_critic)."""
-        c = self.config
-        shape = traj.value.shape
+        """Values (num_steps, num_envs) of the observations that followed each step, before any auto-reset (what GAE
+        bootstraps from at time limits; see returns.gae). A feed-forward critic may also re-evaluate the rollout's own
+        observations in the same pass (speedups.batched_critic)."""
         if self.policy.recurrent:
-            starts = jnp.zeros((1, c.batch_size), bool)
+            starts = jnp.zeros((1, self.config.batch_size), bool)
             _, _, next_values = self.policy.apply(params, _flat(traj.hidden_after)[0], _flat(traj.final_obs), starts)
-        elif speedups.batched_critic():
-            both = jnp.concatenate([_flat(traj.obs), _flat(traj.final_obs)], axis=1)
-            _, _, values = self.policy.apply(params, None, both, None)
-            traj = traj._replace(value=values[0, : c.batch_size].reshape(shape))
-            next_values = values[0, c.batch_size :]
-        else:
-            _, _, next_values = self.policy.apply(params, None, _flat(traj.final_obs), None)
-        return traj, next_values.reshape(shape)
+            return traj, next_values.reshape(traj.value.shape)
+        critic = lambda obs: self.policy.apply(params, None, _flat(obs), None)[2].reshape(obs.shape[:2])
+        values, next_values = speedups.critic_pass(critic, traj.obs, traj.final_obs, traj.value)
+        return traj._replace(value=values), next_values
 
     # -------------------------------------------------------------------------------- learn
 
@@ -449,7 +464,7 @@ class PPO(Agent):
         return action
 
     def eval_limit(self) -> int:
-        return int(getattr(self.env_params, "max_steps_in_episode", 1000))
+        return int(getattr(self.default_env_params, "max_steps_in_episode", DEFAULT_EVAL_LIMIT))
 
     def evaluate(self, carry: PPOCarry, key: jax.Array) -> jax.Array:
         """Mean undiscounted return of the current policy over `eval_episodes` fresh episodes (one each) of the
@@ -458,24 +473,23 @@ class PPO(Agent):
         stats = envs.find_obs_stats(carry.env_state) if c.normalize_obs else None
         env = self.env_stack(evaluation=True, obs_stats=stats)
         reset_key, noise_key, step_key = jax.random.split(key, 3)
-        obs, env_state = env.reset(reset_key, self.env_params)
+        obs, env_state = env.reset(reset_key, self.default_env_params)
         n, limit = c.eval_episodes, self.eval_limit()
         noise = policy_noise(speedups.loop_key(noise_key), (limit, n), s.num_actions, s.action_dim)
         xs = (noise, speedups.split_for_loop(step_key, limit))
 
-        def step(state, xs):
-            obs, env_state, hidden, first, active, total = state
+        def step(state: EvalState, xs):
             noise, env_key = xs
-            hidden, pi, _ = self.policy.apply(carry.params, hidden, obs[None], first[None])
+            hidden, pi, _ = self.policy.apply(carry.params, state.hidden, state.obs[None], state.first[None])
             action = pi.mode() if c.eval_deterministic else sample_with_noise(pi, noise[None])
-            obs, env_state, reward, terminated, truncated, _ = env.step(env_key, env_state, self.to_env_action(action[0]), self.env_params)
-            total = total + reward * active
-            active = active & ~(terminated | truncated)
-            return (obs, env_state, hidden, jnp.zeros_like(first), active, total), None
+            obs, env_state, reward, terminated, truncated, _ = env.step(env_key, state.env_state, self.to_env_action(action[0]), self.default_env_params)
+            total = state.total + reward * state.active
+            active = state.active & ~(terminated | truncated)  # each episode counts once, up to its end
+            return EvalState(obs, env_state, hidden, jnp.zeros_like(state.first), active, total), None
 
-        init_state = (obs, env_state, jnp.zeros((n, self.policy.hidden_size)), jnp.ones((n,), bool), jnp.ones((n,), bool), jnp.zeros((n,)))
-        final, _ = jax.lax.scan(step, init_state, xs)
-        return final[-1].mean()
+        start = EvalState(obs, env_state, jnp.zeros((n, self.policy.hidden_size)), jnp.ones((n,), bool), jnp.ones((n,), bool), jnp.zeros((n,)))
+        end, _ = jax.lax.scan(step, start, xs)
+        return end.total.mean()
 
 
 def make_agent(config: PPOConfig) -> PPO:
@@ -501,6 +515,6 @@ def make_agent(config: PPOConfig) -> PPO:
 Config, Hparams = PPOConfig, PPOHparams
 
 
-def make_train(config: PPOConfig):
+def make_train(config: PPOConfig) -> Any:
     """`train(key, hparams) -> (final carry, metrics)`; metrics are per-update arrays plus `final_return`."""
     return make_agent(config).train
