@@ -114,6 +114,9 @@ def write_summary(
             "candidate_pool": request.get("candidate_pool", DEFAULT_CANDIDATE_POOL),
             "score": "mean over validation seeds and environments of the normalised final return (0 = untrained policy, "
                      "1 = PPO-clip under the same inner settings); interval: 95% percentile bootstrap over the seeds",
+            "caveat": "the selected candidate's validation score is the best of several on the same seeds, so it is "
+                      "optimistic, and its interval ignores the baseline's own uncertainty (the baseline runs on its own "
+                      "seeds); `jaxrl meta evaluate` on fresh seeds gives an unbiased number",
         },
         "candidates": checked.rows if checked else None,
         "generations": result.history,
