@@ -41,7 +41,7 @@ PENDULUM_THRESHOLD = -500.0
 
 
 def test_ppo_learns_pendulum():
-    """Untrained: about -1200 (-1160..-1270 over 16 seeds). Trained with these settings, over 128 seed runs
+    """Untrained: about -1200 (-1156..-1274 over 16 seeds). Trained with these settings, over 128 seed runs
     (2-seed, 4-seed and 32-seed programs): the lowest single seed -360, the lowest 2-seed mean -300, typical -210.
     With lr=0 the same program gives about -1200 and the test fails."""
     final = final_returns(PENDULUM, PENDULUM_LR)
