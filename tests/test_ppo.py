@@ -172,7 +172,8 @@ def test_values_bootstrap_through_time_limits():
     np.testing.assert_allclose(batch.traj.value, 1.0 / (1.0 - gamma), rtol=0.05)
 
 
-def test_recurrent_policy_trains_on_memory_chain():
+def test_recurrent_policy_runs_on_memory_chain():
+    """Shapes and finiteness only; learning with memory is tests/test_learning.py's."""
     config = PPOConfig(env_id="MemoryChain-bsuite", recurrent=True, gru_size=32, num_envs=8, num_steps=16, total_timesteps=8 * 16 * 4, num_minibatches=2, eval_episodes=4)
     agent = make_agent(config)
     carry, metrics = jax.jit(agent.train)(jax.random.key(0), agent.default_hparams())
@@ -199,8 +200,8 @@ def test_continuous_actions(mode):
     config = PPOConfig(env_id="Pendulum-v1", continuous_actions=mode, normalize_obs=True, normalize_reward=True, num_envs=4, num_steps=32, total_timesteps=4 * 32 * 3, eval_episodes=2)
     agent = make_agent(config)
     carry, metrics = jax.jit(agent.train)(jax.random.key(0), agent.default_hparams())
-    assert np.isfinite(np.asarray(metrics["loss"])).all()
-    assert -2000.0 < float(metrics["final_return"]) < 0.0  # Pendulum returns are negative, 200 steps
+    assert np.isfinite(np.asarray(metrics["loss"])).all() and np.isfinite(float(metrics["final_return"]))
+    # Whether it learns is tests/test_learning.py's (an untrained Pendulum policy scores about -1200).
 
 
 def test_objective_file_is_accepted(tmp_path):
