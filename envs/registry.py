@@ -70,7 +70,16 @@ def _brax_factory(name: str) -> EnvFactory:
     return lambda **kwargs: BraxEnv(name, **kwargs)
 
 
+def _maze_factory(**kwargs: Any) -> Any:
+    """`Maze(level=None | MazeLevel | held-out maze name, max_steps_in_episode=250)`."""
+    from jaxrl.envs.maze import Maze
+
+    return Maze(**kwargs)
+
+
 for _id in gymnax.registered_envs:
     register(_id, _gymnax_factory(_id), family=f"gymnax/{_gymnax_family(_id)}")
 for _name in BRAX_ENV_NAMES:
     register(f"brax/{_name}", _brax_factory(_name), family="brax")
+# Unsupervised environment design: levels are data carried by the params (see maze.py).
+register("Maze-v0", _maze_factory, family="ued")

@@ -9,6 +9,7 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+MAZES = ("SixteenRooms", "SixteenRooms2", "Labyrinth", "LabyrinthFlipped", "Labyrinth2", "StandardMaze", "StandardMaze2", "StandardMaze3")
 
 
 def test_wheel_layout_and_imports(tmp_path):
@@ -19,6 +20,8 @@ def test_wheel_layout_and_imports(tmp_path):
     (wheel,) = (tmp_path / "dist").glob("jaxrl-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "jaxrl/envs/__init__.py" in names and "jaxrl/meta/__init__.py" in names and "jaxrl/cli.py" in names
+    # The held-out mazes' layouts are package data (read by jaxrl.envs.maze.load_maze).
+    assert {n for n in names if n.startswith("jaxrl/envs/mazes/")} == {f"jaxrl/envs/mazes/{m}.txt" for m in MAZES}
     top_level = {n.split("/")[0] for n in names if not n.startswith("jaxrl-")}
     assert top_level == {"jaxrl"}, top_level
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
@@ -29,13 +32,15 @@ def test_wheel_layout_and_imports(tmp_path):
     code = (
         "import jaxrl, jaxrl.envs, jaxrl.meta, importlib.util;"
         "print(jaxrl.envs.__file__);"
-        "print(importlib.util.find_spec('envs'), importlib.util.find_spec('meta'))"
+        "print(importlib.util.find_spec('envs'), importlib.util.find_spec('meta'));"
+        "import importlib.resources as r; print(r.files('jaxrl.envs').joinpath('mazes', 'Labyrinth.txt').read_text().count(chr(10)))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(target)}, capture_output=True, text=True, check=True
     ).stdout.split("\n")
     assert out[0].startswith(str(target)), out
     assert out[1] == "None None", out
+    assert out[2] == "13", out  # the installed package reads its maze files
 
 
 def test_the_error_type_imports_without_gymnax_brax_or_jax():
