@@ -16,6 +16,8 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import spaces
 
+from jaxrl.envs.auto_reset import step_with_auto_reset
+
 # The environments shipped with brax 0.14 (brax keeps its own registry private).
 BRAX_ENV_NAMES = (
     "ant",
@@ -103,11 +105,4 @@ class BraxEnv:
         self, key: jax.Array, state: BraxEnvState, action: jax.Array, params: BraxParams | None = None
     ) -> tuple[jax.Array, BraxEnvState, jax.Array, jax.Array, jax.Array, dict]:
         params = self.default_params if params is None else params
-        obs, stepped, reward, terminated, _ = self.step_env(key, state, action, params)
-        truncated = self.is_truncated(stepped, params)
-        done = jnp.logical_or(terminated, truncated)
-
-        reset_obs, reset_state = self.reset(key, params)
-        new_state = jax.tree.map(lambda r, s: jax.lax.select(done, r, s), reset_state, stepped)
-        info = {"terminated": terminated, "truncated": truncated, "final_observation": obs}
-        return jax.lax.select(done, reset_obs, obs), new_state, reward, terminated, truncated, info
+        return step_with_auto_reset(self, key, state, action, params, self.reset)

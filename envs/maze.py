@@ -42,6 +42,7 @@ import numpy as np
 from flax import struct
 from gymnax.environments import spaces
 
+from jaxrl.envs.auto_reset import step_with_auto_reset
 from jaxrl.envs.errors import invalid_choice
 
 GRID_SIZE = 13
@@ -277,14 +278,8 @@ class Maze:
         self, key: jax.Array, state: MazeState, action: jax.Array, params: MazeParams | None = None
     ) -> tuple[jax.Array, MazeState, jax.Array, jax.Array, jax.Array, dict]:
         params = self.default_params if params is None else params
-        obs, stepped, reward, terminated, info = self.step_env(key, state, action, params)
-        truncated = self.is_truncated(stepped, params)
-        done = terminated | truncated
         # The auto-reset restarts the same level (the params'); the curriculum changes levels through params.
-        reset_obs, reset_state = self.reset_env(key, params)
-        new_state = jax.tree.map(lambda r, s: jnp.where(done, r, s), reset_state, stepped)
-        info = {**info, "terminated": terminated, "truncated": truncated, "final_observation": obs}
-        return jnp.where(done, reset_obs, obs), new_state, reward, terminated, truncated, info
+        return step_with_auto_reset(self, key, state, action, params, self.reset_env)
 
 
 # ---------------------------------------------------------------------------------------------------------------
