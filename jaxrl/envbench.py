@@ -10,7 +10,7 @@ import jax
 from jaxrl import envs
 
 # One representative per family; the demo and the benchmark script both use this list.
-DEMO_ENV_IDS = ("CartPole-v1", "Acrobot-v1", "Breakout-MinAtar", "Catch-bsuite", "MetaMaze-misc", "brax/hopper")
+DEMO_ENV_IDS = ("CartPole-v1", "Acrobot-v1", "Breakout-MinAtar", "Catch-bsuite", "MetaMaze-misc", "Maze-v0", "brax/hopper")
 
 
 @dataclass(frozen=True)
