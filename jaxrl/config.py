@@ -18,6 +18,8 @@ import yaml
 from jaxrl.envs.errors import InvalidChoiceError, invalid_choice
 
 RUN_KEYS = ("algorithm", "seeds", "sweep", "out")
+# Settings that earlier versions had, with what replaced them.
+REMOVED = {"reward_norm_gamma": "reward normalisation now discounts with the agent's own gamma"}
 
 
 def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
@@ -102,6 +104,8 @@ def build(config_cls: type, hparams_cls: type, settings: dict[str, Any]) -> tupl
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise InvalidChoiceError(f"hyperparameter {key} must be a number, got {value!r}")
             overrides[key] = float(value)
+        elif key in REMOVED:
+            raise InvalidChoiceError(f"setting {key!r} is gone: {REMOVED[key]}")
         else:
             raise invalid_choice("setting", key, [*config_fields, *hparam_fields, "objective.<param>", *RUN_KEYS])
     return config_cls(**static), overrides
