@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import distrax
@@ -173,13 +174,15 @@ class Policy(NamedTuple):
     """The actor-critic network seen as sequences: `apply(params, hidden, obs (T, B, obs_dim), starts (T, B))
     -> (hidden after, pi over (T, B), value (T, B))`. A feed-forward network ignores `hidden` and `starts`."""
 
-    apply: Any
-    init: Any  # key -> params
-    hidden_size: int
+    apply: Callable[[Any, jax.Array, jax.Array, jax.Array], tuple[jax.Array, distrax.Distribution, jax.Array]]
+    init: Callable[[jax.Array], Any]  # key -> params
+    hidden_size: int  # 0 for a feed-forward network
     recurrent: bool
 
 
 def make_policy(config: PPOConfig, obs_dim: int, num_actions: int, action_dim: int) -> Policy:
+    """The configured actor-critic (MLP, or GRU torso with `recurrent`) behind the one sequence interface, so the
+    rollout, the loss and the evaluation never branch on the network kind."""
     if config.recurrent:
         net = RecurrentActorCritic(num_actions, action_dim, config.gru_size, config.actor_hidden, config.critic_hidden, config.activation)
         example = (jnp.zeros((config.num_envs, config.gru_size)), jnp.zeros((1, config.num_envs, obs_dim)), jnp.zeros((1, config.num_envs), bool))
