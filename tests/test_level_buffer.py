@@ -1,0 +1,292 @@
+"""The PLR level buffer (jaxrl.meta.levels.buffer), the level scores and ACCEL's maze edits."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxrl.envs import maze
+from jaxrl.envs.errors import InvalidChoiceError
+from jaxrl.meta.levels import buffer as plr
+from jaxrl.meta.levels import edits, scores
+
+# A tiny level pytree: the buffer must be generic, and small leaves keep the tests fast.
+def toy_level(i: int) -> dict:
+    return {"a": jnp.array([i, i + 1], jnp.int32), "b": jnp.array(float(i), jnp.float32)}
+
+
+def toy_batch(ids) -> dict:
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *[toy_level(i) for i in ids])
+
+
+insert = jax.jit(plr.insert)
+update_scores = jax.jit(plr.update_scores)
+replay_weights = jax.jit(plr.replay_weights, static_argnums=1)
+
+
+def make(capacity: int, ids, level_scores) -> plr.LevelBuffer:
+    buf = plr.init_buffer(toy_level(0), capacity)
+    return insert(buf, toy_batch(ids), jnp.asarray(level_scores, jnp.float32))
+
+
+def stored_ids(buf: plr.LevelBuffer) -> set[int]:
+    return {int(x) for x, f in zip(np.asarray(buf.levels["b"]), np.asarray(buf.filled)) if f}
+
+
+# --- buffer invariants ------------------------------------------------------------------------------------
+
+
+def test_size_never_exceeds_capacity():
+    buf = plr.init_buffer(toy_level(0), 4)
+    for start in range(0, 30, 5):
+        buf = insert(buf, toy_batch(range(start, start + 5)), jnp.arange(start, start + 5, dtype=jnp.float32))
+        assert int(plr.size(buf)) <= 4
+    assert int(plr.size(buf)) == 4
+    assert stored_ids(buf) == {26, 27, 28, 29}  # the 4 highest scores survive
+
+
+def test_insert_only_above_lowest_when_full():
+    buf = make(3, [1, 2, 3], [5.0, 1.0, 3.0])
+    # Equal to the lowest (1.0) or below: rejected.
+    same = insert(buf, toy_batch([7, 8]), jnp.array([1.0, 0.5]))
+    assert stored_ids(same) == {1, 2, 3}
+    np.testing.assert_allclose(np.sort(np.asarray(same.scores)), [1.0, 3.0, 5.0])
+    # Above the lowest: replaces exactly the lowest (level 2, score 1.0).
+    higher = insert(buf, toy_batch([9]), jnp.array([2.0]))
+    assert stored_ids(higher) == {1, 3, 9}
+    np.testing.assert_allclose(np.sort(np.asarray(higher.scores)), [2.0, 3.0, 5.0])
+
+
+def test_duplicates_update_instead_of_adding():
+    buf = make(5, [1, 2], [1.0, 2.0])
+    buf = insert(buf, toy_batch([1, 1]), jnp.array([7.0, 9.0]))  # also a duplicate within one batch
+    assert int(plr.size(buf)) == 2
+    idx = int(np.argmax(np.asarray(buf.levels["b"]) == 1.0))
+    assert float(buf.scores[idx]) == 9.0
+    # A level differing in one leaf only is not a duplicate.
+    other = jax.tree.map(lambda x: x, toy_level(1))
+    other["b"] = jnp.array(1.5, jnp.float32)
+    buf = insert(buf, jax.tree.map(lambda x: x[None], other), jnp.array([0.1]))
+    assert int(plr.size(buf)) == 3
+    # A duplicate of a full buffer's entry updates even with a score below the lowest.
+    full = make(2, [1, 2], [1.0, 2.0])
+    full = insert(full, toy_batch([2]), jnp.array([-5.0]))
+    assert stored_ids(full) == {1, 2} and sorted(np.asarray(full.scores).tolist()) == [-5.0, 1.0]
+
+
+def test_staleness_updates_on_sampling():
+    config = plr.PLRConfig(capacity=4, staleness_coef=1.0, min_fill=0.0)
+    buf = make(4, [1, 2, 3, 4], [1.0, 2.0, 3.0, 4.0])
+    assert int(buf.step) == 1 and np.all(np.asarray(buf.last_sampled) == 1)
+    # All equally fresh: staleness weights are uniform (no 0 / 0).
+    np.testing.assert_allclose(replay_weights(buf, config), [0.25] * 4)
+    idx = plr.sample_replay(buf, jax.random.key(0), 2, config)
+    buf = update_scores(buf, idx, jnp.array([0.5, 0.5]))
+    replayed = set(np.asarray(idx).tolist())
+    assert int(buf.step) == 2
+    for i in range(4):
+        assert int(buf.last_sampled[i]) == (2 if i in replayed else 1)
+    buf = update_scores(buf, jnp.array([0]), jnp.array([0.5]))  # step 3: 0 fresh, others 1 or 2 steps stale
+    stale = np.array([3 - int(buf.last_sampled[i]) for i in range(4)], np.float32)
+    np.testing.assert_allclose(replay_weights(buf, config), stale / stale.sum(), rtol=1e-6)
+    assert float(replay_weights(buf, config)[0]) == 0.0
+
+
+@pytest.mark.parametrize("prioritization", ["rank", "topk"])
+def test_weights_sum_to_one_and_zero_on_empty(prioritization):
+    config = plr.PLRConfig(capacity=6, prioritization=prioritization, top_k=2, staleness_coef=0.4)
+    buf = make(6, [1, 2, 3], [0.3, -1.0, 2.0])
+    buf = update_scores(buf, jnp.array([1]), jnp.array([0.0]))
+    w = np.asarray(replay_weights(buf, config))
+    filled = np.asarray(buf.filled)
+    assert filled.sum() == 3
+    np.testing.assert_allclose(w[filled].sum(), 1.0, rtol=1e-6)
+    assert np.all(w[~filled] == 0.0) and np.all(w >= 0)
+    # An empty buffer: all zeros, no NaN.
+    empty = np.asarray(replay_weights(plr.init_buffer(toy_level(0), 6), config))
+    assert np.all(empty == 0.0)
+
+
+def test_rank_temperature_against_hand_computation():
+    # scores [3, 1, 2] -> ranks [1, 3, 2]; T = 0.5 -> h = (1/rank)^(1/T) = [1, 1/9, 1/4].
+    config = plr.PLRConfig(capacity=3, temperature=0.5, staleness_coef=0.0)
+    buf = make(3, [1, 2, 3], [3.0, 1.0, 2.0])
+    h = np.array([1.0, 1.0 / 9.0, 1.0 / 4.0])
+    expected = h / h.sum()
+    w = np.asarray(replay_weights(buf, config))
+    np.testing.assert_allclose(w, expected, rtol=1e-6)
+    # The anchor bug: h = (1/rank) / T normalises to plain 1/rank weights [1, 1/3, 1/2] / sum. Must differ.
+    divided = np.array([1.0, 1.0 / 3.0, 1.0 / 2.0]) / 0.5
+    assert not np.allclose(w, divided / divided.sum(), rtol=1e-3)
+    # Mixed with staleness: (1 - c) P_S + c P_C, here P_C uniform (all inserted at once).
+    mixed = np.asarray(replay_weights(buf, plr.PLRConfig(capacity=3, temperature=0.5, staleness_coef=0.3)))
+    np.testing.assert_allclose(mixed, 0.7 * expected + 0.3 / 3, rtol=1e-6)
+
+
+def test_topk_weights():
+    config = plr.PLRConfig(capacity=4, prioritization="topk", top_k=2, staleness_coef=0.0)
+    buf = make(4, [1, 2, 3, 4], [0.1, 0.9, 0.5, 0.2])
+    np.testing.assert_allclose(replay_weights(buf, config), [0.0, 0.5, 0.5, 0.0])
+
+
+@pytest.mark.parametrize("temperature", [0.3, 1.0, 0.01])
+def test_no_nan_with_one_entry_or_equal_scores(temperature):
+    config = plr.PLRConfig(capacity=5, temperature=temperature)
+    one = make(5, [1], [0.0])
+    w = np.asarray(replay_weights(one, config))
+    assert np.all(np.isfinite(w)) and w[0] == pytest.approx(1.0) and np.all(w[1:] == 0)
+    equal = make(5, [1, 2, 3, 4, 5], [0.5] * 5)
+    w = np.asarray(replay_weights(equal, config))
+    assert np.all(np.isfinite(w)) and w.sum() == pytest.approx(1.0, rel=1e-6)
+    zeros = make(5, [1, 2, 3], [0.0] * 3)
+    w = np.asarray(replay_weights(zeros, plr.PLRConfig(capacity=5, prioritization="topk", top_k=5)))
+    assert np.all(np.isfinite(w)) and w.sum() == pytest.approx(1.0, rel=1e-6)
+
+
+def test_sample_replay_only_filled_and_follows_weights():
+    config = plr.PLRConfig(capacity=8, temperature=1.0, staleness_coef=0.0)
+    buf = make(8, [1, 2, 3], [3.0, 1.0, 2.0])
+    idx = np.asarray(jax.jit(plr.sample_replay, static_argnums=(2, 3))(buf, jax.random.key(1), 4000, config))
+    assert set(idx.tolist()) <= {0, 1, 2}
+    freq = np.bincount(idx, minlength=3)[:3] / len(idx)
+    h = np.array([1.0, 1 / 3, 1 / 2])
+    np.testing.assert_allclose(freq, h / h.sum(), atol=0.03)
+
+
+def test_should_replay_respects_min_fill():
+    config = plr.PLRConfig(capacity=10, replay_prob=1.0, min_fill=0.5)
+    should = jax.jit(plr.should_replay, static_argnums=2)
+    key = jax.random.key(0)
+    assert not bool(should(make(10, [1, 2, 3, 4], [0.0] * 4), key, config))
+    assert bool(should(make(10, [1, 2, 3, 4, 5], [0.0] * 5), key, config))
+    never = plr.PLRConfig(capacity=10, replay_prob=0.0, min_fill=0.0)
+    assert not bool(should(make(10, [1, 2, 3, 4, 5], [0.0] * 5), key, never))
+    # min_fill 0 still needs one level: an empty buffer is never sampled.
+    assert not bool(should(plr.init_buffer(toy_level(0), 10), key, plr.PLRConfig(capacity=10, replay_prob=1.0, min_fill=0.0)))
+    # replay_prob is a probability.
+    keys = jax.random.split(jax.random.key(3), 2000)
+    half = plr.PLRConfig(capacity=10, replay_prob=0.3, min_fill=0.5)
+    full = make(10, range(10), [0.0] * 10)
+    rate = float(jnp.mean(jax.vmap(lambda k: plr.should_replay(full, k, half))(keys)))
+    assert rate == pytest.approx(0.3, abs=0.04)
+
+
+def test_buffer_in_a_jitted_carry_with_maze_levels():
+    """The buffer holds MazeLevels and goes through scan as part of a carry."""
+    config = plr.PLRConfig(capacity=16, min_fill=0.25)
+    buf = plr.init_buffer(maze.empty_level(), config.capacity)
+
+    @jax.jit
+    def run(buf, key):
+        def body(buf, key):
+            k_lvl, k_score, k_rep, k_sample = jax.random.split(key, 4)
+            levels = jax.vmap(maze.random_level)(jax.random.split(k_lvl, 4))
+            new = plr.insert(buf, levels, jax.random.uniform(k_score, (4,)))
+            idx = plr.sample_replay(new, k_sample, 4, config)
+            replayed = plr.update_scores(new, idx, jax.random.uniform(k_score, (4,)))
+            return jax.lax.cond(plr.should_replay(new, k_rep, config), lambda: replayed, lambda: new), None
+
+        return jax.lax.scan(body, buf, jax.random.split(key, 10))[0]
+
+    out = run(buf, jax.random.key(0))
+    assert int(plr.size(out)) <= 16 and int(plr.size(out)) >= 4
+    assert bool(jnp.all(jax.vmap(maze.level_is_valid)(plr.replay_levels(out, jnp.nonzero(out.filled)[0]))))
+
+
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        ({"prioritization": "softmax"}, "'softmax'"),
+        ({"capacity": 0}, "capacity 0"),
+        ({"temperature": 0.0}, "temperature 0.0"),
+        ({"temperature": -1.0}, "temperature -1.0"),
+    ],
+)
+def test_bad_config_is_one_clear_line(kwargs, fragment):
+    with pytest.raises(InvalidChoiceError) as info:
+        plr.PLRConfig(**kwargs)
+    message = str(info.value)
+    assert fragment in message and "\n" not in message
+    if "prioritization" in kwargs:
+        assert "rank" in message and "topk" in message
+
+
+def test_init_buffer_rejects_bad_capacity():
+    with pytest.raises(InvalidChoiceError, match="capacity 0"):
+        plr.init_buffer(toy_level(0), 0)
+
+
+# --- scores -----------------------------------------------------------------------------------------------
+
+
+def test_positive_value_loss_hand_computed():
+    adv = jnp.array([[1.0, -2.0], [-1.0, 0.5], [3.0, 0.5]])  # (T=3, N=2)
+    valid = jnp.array([[True, True], [True, True], [True, False]])
+    # level 0: (1 + 0 + 3) / 3; level 1: (0 + 0.5) / 2
+    np.testing.assert_allclose(scores.positive_value_loss(adv, valid), [4 / 3, 0.25], rtol=1e-6)
+    np.testing.assert_allclose(scores.positive_value_loss(adv), [4 / 3, 1 / 3], rtol=1e-6)
+    assert float(scores.positive_value_loss(adv[:, 0], jnp.zeros(3, bool))) == 0.0  # no valid step: 0, not NaN
+
+
+def test_max_mc_hand_computed():
+    values = jnp.array([[0.2, 0.0], [0.5, 0.1], [0.8, 0.4]])
+    max_ret = jnp.array([1.0, 0.5])
+    valid = jnp.array([[True, True], [True, False], [False, False]])
+    # level 0: ((1 - .2) + (1 - .5)) / 2 = 0.65; level 1: 0.5 - 0 = 0.5
+    np.testing.assert_allclose(scores.max_mc(values, max_ret, valid), [0.65, 0.5], rtol=1e-6)
+    new_max = scores.update_max_return(
+        jnp.array([0.3, -jnp.inf]), jnp.array([[0.9, 0.2], [0.1, 0.7]]), jnp.array([[False, True], [True, False]])
+    )
+    np.testing.assert_allclose(new_max, [0.3, 0.2])
+
+
+def test_learnability_hand_computed():
+    p = scores.success_rate(jnp.array([0, 1, 3, 4, 0]), jnp.array([4, 4, 4, 4, 0]))
+    np.testing.assert_allclose(p, [0.0, 0.25, 0.75, 1.0, 0.0])
+    np.testing.assert_allclose(scores.learnability(p), [0.0, 0.1875, 0.1875, 0.0, 0.0])
+    assert float(scores.learnability(0.5)) == 0.25
+
+
+def test_score_functions_are_pluggable_by_name():
+    assert scores.get_score_function("maxmc") is scores.max_mc
+    with pytest.raises(InvalidChoiceError, match="'regret'") as info:
+        scores.get_score_function("regret")
+    assert "\n" not in str(info.value)
+
+
+# --- ACCEL edits ------------------------------------------------------------------------------------------
+
+
+def test_accel_edits_keep_levels_valid_and_report_reachability():
+    keys = jax.random.split(jax.random.key(0), 64)
+    levels = jax.vmap(maze.random_level)(keys)
+    edit = jax.jit(jax.vmap(edits.edit_maze, in_axes=(0, 0, None)))
+    edited = edit(jax.random.split(jax.random.key(1), 64), levels, 20)
+    again = edit(jax.random.split(jax.random.key(2), 64), edited, 20)
+    for lv in (edited, again):
+        assert bool(jnp.all(jax.vmap(maze.level_is_valid)(lv)))
+        rows = jnp.arange(64)
+        assert not bool(jnp.any(lv.wall_map[rows, lv.agent_pos[:, 0], lv.agent_pos[:, 1]]))
+        assert not bool(jnp.any(lv.wall_map[rows, lv.goal_pos[:, 0], lv.goal_pos[:, 1]]))
+        assert bool(jnp.all((lv.agent_pos >= 0) & (lv.agent_pos < maze.GRID_SIZE)))
+        assert bool(jnp.all((lv.goal_pos >= 0) & (lv.goal_pos < maze.GRID_SIZE)))
+    # Edits change levels, and by at most num_edits wall cells.
+    changed = jnp.sum(edited.wall_map != levels.wall_map, axis=(1, 2))
+    assert int(jnp.max(changed)) <= 20 and int(jnp.sum(changed)) > 0
+    assert bool(jnp.any(jnp.any(edited.goal_pos != levels.goal_pos, axis=1)))
+    assert bool(jnp.any(jnp.any(edited.agent_pos != levels.agent_pos, axis=1)))
+    # Reachability is reported, not assumed: it is a per-level -1 or a path length.
+    paths = np.asarray(jax.vmap(maze.shortest_path_length)(again))
+    assert np.all((paths == -1) | (paths >= 1))
+    print(f"ACCEL: {int((paths >= 1).sum())}/64 levels with a reachable goal after 40 edits")
+
+
+def test_accel_zero_edits_and_traced_count():
+    level = maze.random_level(jax.random.key(5))
+    same = edits.edit_maze(jax.random.key(0), level, 0)
+    assert all(bool(jnp.all(a == b)) for a, b in zip(jax.tree.leaves(same), jax.tree.leaves(level)))
+    one = jax.jit(edits.edit_maze)(jax.random.key(0), maze.empty_level(), jnp.int32(1))
+    diff = int(jnp.sum(one.wall_map)) + int(jnp.any(one.goal_pos != 12)) + int(jnp.any(one.agent_pos != 0))
+    assert diff == 1  # exactly one thing changed
