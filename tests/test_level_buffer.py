@@ -17,6 +17,18 @@ def toy_level(i: int) -> dict:
     return {"a": jnp.array([i, i + 1], jnp.int32), "b": jnp.array(float(i), jnp.float32)}
 
 
+def numpy_mazes(seed: int, n: int, num_walls: int = 25) -> maze.MazeLevel:
+    """n random valid maze levels (batched) built with numpy: no compile, unlike a vmapped `random_level`."""
+    rng = np.random.default_rng(seed)
+    cells = np.stack([rng.permutation(maze.NUM_CELLS)[: num_walls + 2] for _ in range(n)])
+    walls = np.zeros((n, maze.NUM_CELLS), bool)
+    np.put_along_axis(walls, cells[:, :num_walls], True, axis=1)
+    pos = lambda c: np.stack(np.divmod(c, maze.GRID_SIZE), axis=-1)
+    return maze.make_level(
+        walls.reshape(n, maze.GRID_SIZE, maze.GRID_SIZE), pos(cells[:, -1]), rng.integers(0, 4, n), pos(cells[:, -2])
+    )
+
+
 def toy_batch(ids) -> dict:
     return jax.tree.map(lambda *xs: jnp.stack(xs), *[toy_level(i) for i in ids])
 
@@ -178,17 +190,20 @@ def test_buffer_in_a_jitted_carry_with_maze_levels():
     config = plr.PLRConfig(capacity=16, min_fill=0.25)
     buf = plr.init_buffer(maze.empty_level(), config.capacity)
 
+    pool = numpy_mazes(1, 40)
+
     @jax.jit
     def run(buf, key):
         def body(buf, key):
             k_lvl, k_score, k_rep, k_sample = jax.random.split(key, 4)
-            levels = jax.vmap(maze.random_level)(jax.random.split(k_lvl, 4))
+            # New levels drawn from a fixed pool, so duplicates happen too.
+            levels = jax.tree.map(lambda x: x[jax.random.randint(k_lvl, (4,), 0, 40)], pool)
             new = plr.insert(buf, levels, jax.random.uniform(k_score, (4,)))
             idx = plr.sample_replay(new, k_sample, 4, config)
             replayed = plr.update_scores(new, idx, jax.random.uniform(k_score, (4,)))
             return jax.lax.cond(plr.should_replay(new, k_rep, config), lambda: replayed, lambda: new), None
 
-        return jax.lax.scan(body, buf, jax.random.split(key, 10))[0]
+        return jax.lax.scan(body, buf, jax.random.split(key, 6))[0]
 
     out = run(buf, jax.random.key(0))
     assert int(plr.size(out)) <= 16 and int(plr.size(out)) >= 4
@@ -260,31 +275,40 @@ def test_score_functions_are_pluggable_by_name():
 
 
 def test_accel_edits_keep_levels_valid_and_report_reachability():
-    keys = jax.random.split(jax.random.key(0), 64)
-    levels = jax.vmap(maze.random_level)(keys)
-    edit = jax.jit(jax.vmap(edits.edit_maze, in_axes=(0, 0, None)))
-    edited = edit(jax.random.split(jax.random.key(1), 64), levels, 20)
-    again = edit(jax.random.split(jax.random.key(2), 64), edited, 20)
-    for lv in (edited, again):
-        assert bool(jnp.all(jax.vmap(maze.level_is_valid)(lv)))
-        rows = jnp.arange(64)
-        assert not bool(jnp.any(lv.wall_map[rows, lv.agent_pos[:, 0], lv.agent_pos[:, 1]]))
-        assert not bool(jnp.any(lv.wall_map[rows, lv.goal_pos[:, 0], lv.goal_pos[:, 1]]))
-        assert bool(jnp.all((lv.agent_pos >= 0) & (lv.agent_pos < maze.GRID_SIZE)))
-        assert bool(jnp.all((lv.goal_pos >= 0) & (lv.goal_pos < maze.GRID_SIZE)))
+    n = 64
+    rows = jnp.arange(n)
+    # One compiled edit (called twice) and one compiled check keep this test fast on 2 cores.
+    edit = jax.jit(jax.vmap(edits.edit_maze, in_axes=(0, 0, None)), static_argnums=2)
+
+    @jax.jit
+    def check(lv):
+        in_bounds = jnp.all((lv.agent_pos >= 0) & (lv.agent_pos < maze.GRID_SIZE)) & jnp.all(
+            (lv.goal_pos >= 0) & (lv.goal_pos < maze.GRID_SIZE)
+        )
+        on_wall = jnp.any(lv.wall_map[rows, lv.agent_pos[:, 0], lv.agent_pos[:, 1]]) | jnp.any(
+            lv.wall_map[rows, lv.goal_pos[:, 0], lv.goal_pos[:, 1]]
+        )
+        valid = jnp.all(jax.vmap(maze.level_is_valid)(lv)) & in_bounds & ~on_wall
+        return valid, jax.vmap(maze.shortest_path_length)(lv)
+
+    levels = numpy_mazes(0, n)
+    assert bool(check(levels)[0])
+    edited = edit(jax.random.split(jax.random.key(1), n), levels, 20)
+    again = edit(jax.random.split(jax.random.key(2), n), edited, 20)
+    assert bool(check(edited)[0])
+    valid, paths = jax.device_get(check(again))
+    assert valid
     # Edits change levels, and by at most num_edits wall cells.
-    changed = jnp.sum(edited.wall_map != levels.wall_map, axis=(1, 2))
-    assert int(jnp.max(changed)) <= 20 and int(jnp.sum(changed)) > 0
-    assert bool(jnp.any(jnp.any(edited.goal_pos != levels.goal_pos, axis=1)))
-    assert bool(jnp.any(jnp.any(edited.agent_pos != levels.agent_pos, axis=1)))
-    # Reachability is reported, not assumed: it is a per-level -1 or a path length.
-    paths = np.asarray(jax.vmap(maze.shortest_path_length)(again))
+    walls_changed = np.asarray(jnp.sum(edited.wall_map != levels.wall_map, axis=(1, 2)))
+    assert walls_changed.max() <= 20 and walls_changed.sum() > 0
+    assert bool(jnp.any(edited.goal_pos != levels.goal_pos)) and bool(jnp.any(edited.agent_pos != levels.agent_pos))
+    # Reachability is reported, not assumed: per level a path length or -1.
     assert np.all((paths == -1) | (paths >= 1))
-    print(f"ACCEL: {int((paths >= 1).sum())}/64 levels with a reachable goal after 40 edits")
+    print(f"ACCEL: {int((paths >= 1).sum())}/{n} levels with a reachable goal after 40 edits")
 
 
 def test_accel_zero_edits_and_traced_count():
-    level = maze.random_level(jax.random.key(5))
+    level = jax.tree.map(lambda x: x[0], numpy_mazes(5, 1))
     same = edits.edit_maze(jax.random.key(0), level, 0)
     assert all(bool(jnp.all(a == b)) for a, b in zip(jax.tree.leaves(same), jax.tree.leaves(level)))
     one = jax.jit(edits.edit_maze)(jax.random.key(0), maze.empty_level(), jnp.int32(1))
