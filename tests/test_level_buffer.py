@@ -217,6 +217,8 @@ def test_buffer_in_a_jitted_carry_with_maze_levels():
         ({"capacity": 0}, "capacity 0"),
         ({"temperature": 0.0}, "temperature 0.0"),
         ({"temperature": -1.0}, "temperature -1.0"),
+        ({"capacity": 10.5}, "capacity 10.5"),
+        ({"replay_prob": 1.5}, "replay_prob 1.5"),
     ],
 )
 def test_bad_config_is_one_clear_line(kwargs, fragment):
@@ -231,6 +233,7 @@ def test_bad_config_is_one_clear_line(kwargs, fragment):
 def test_init_buffer_rejects_bad_capacity():
     with pytest.raises(InvalidChoiceError, match="capacity 0"):
         plr.init_buffer(toy_level(0), 0)
+    assert plr.init_buffer(toy_level(0), np.int64(3)).capacity == 3  # numpy integers are fine
 
 
 # --- scores -----------------------------------------------------------------------------------------------

@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from jaxrl.envs.errors import InvalidChoiceError, invalid_choice
@@ -54,13 +56,13 @@ class PLRConfig:
         if self.prioritization not in PRIORITIZATIONS:
             raise invalid_choice("prioritization", self.prioritization, PRIORITIZATIONS)
         _check_capacity(self.capacity)
-        if not self.temperature > 0:
+        if not (isinstance(self.temperature, numbers.Real) and self.temperature > 0):
             raise InvalidChoiceError(f"invalid temperature {self.temperature!r}; choices: a number > 0")
-        if not (isinstance(self.top_k, int) and self.top_k >= 1):
+        if not (_is_int(self.top_k) and self.top_k >= 1):
             raise InvalidChoiceError(f"invalid top_k {self.top_k!r}; choices: an integer >= 1")
         for name in ("replay_prob", "staleness_coef", "min_fill"):
             value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
+            if not (isinstance(value, numbers.Real) and 0.0 <= value <= 1.0):
                 raise InvalidChoiceError(f"invalid {name} {value!r}; choices: a number in [0, 1]")
 
     @property
@@ -69,8 +71,13 @@ class PLRConfig:
         return max(1, math.ceil(self.min_fill * self.capacity))
 
 
+def _is_int(value: Any) -> bool:
+    """A Python or numpy integer (not a bool, not a float such as 4000.0): shapes need exact integers."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
 def _check_capacity(capacity: Any) -> None:
-    if not (isinstance(capacity, int) and not isinstance(capacity, bool) and capacity >= 1):
+    if not (_is_int(capacity) and capacity >= 1):
         raise InvalidChoiceError(f"invalid capacity {capacity!r}; choices: an integer >= 1")
 
 
@@ -92,6 +99,7 @@ class LevelBuffer:
 def init_buffer(example_level: Any, capacity: int) -> LevelBuffer:
     """An empty buffer for levels shaped like `example_level` (one unbatched level pytree)."""
     _check_capacity(capacity)
+    capacity = int(capacity)
     levels = jax.tree.map(lambda x: jnp.zeros((capacity,) + jnp.shape(x), jnp.asarray(x).dtype), example_level)
     return LevelBuffer(
         levels=levels,
