@@ -88,6 +88,13 @@ def test_duplicates_update_instead_of_adding():
     assert stored_ids(full) == {1, 2} and sorted(np.asarray(full.scores).tolist()) == [-5.0, 1.0]
 
 
+def test_update_scores_repeated_index_last_wins():
+    buf = make(4, [1, 2, 3, 4], [1.0, 2.0, 3.0, 4.0])
+    buf = update_scores(buf, jnp.array([2, 0, 2, 2]), jnp.array([7.0, 8.0, 9.0, 5.0]))
+    np.testing.assert_allclose(buf.scores, [8.0, 2.0, 5.0, 4.0])
+    np.testing.assert_array_equal(buf.last_sampled, [2, 1, 2, 1])
+
+
 def test_staleness_updates_on_sampling():
     config = plr.PLRConfig(capacity=4, staleness_coef=1.0, min_fill=0.0)
     buf = make(4, [1, 2, 3, 4], [1.0, 2.0, 3.0, 4.0])

@@ -168,13 +168,18 @@ def insert(buffer: LevelBuffer, levels: Any, scores: jax.Array) -> LevelBuffer:
 def update_scores(buffer: LevelBuffer, indices: jax.Array, scores: jax.Array) -> LevelBuffer:
     """Set the scores (B,) of the replayed entries `indices` (B,) and mark them fresh (staleness 0).
 
-    Advances `step` by one first, so every entry not replayed grows one step staler. With repeated indices the
-    last score wins (as `.at[].set`).
+    Advances `step` by one first, so every entry not replayed grows one step staler. When an index repeats, its
+    last score in the batch wins (made explicit: XLA leaves the order of a scatter with repeated indices open).
     """
     step = buffer.step + 1
+    indices = jnp.asarray(indices, jnp.int32)
+    position = jnp.arange(indices.shape[0])
+    overwritten_later = jnp.any((indices[None, :] == indices[:, None]) & (position[None, :] > position[:, None]), axis=1)
+    # Earlier writes of a repeated index are sent out of range and dropped.
+    targets = jnp.where(overwritten_later, buffer.capacity, indices)
     return buffer.replace(
-        scores=buffer.scores.at[indices].set(jnp.asarray(scores, jnp.float32)),
-        last_sampled=buffer.last_sampled.at[indices].set(step),
+        scores=buffer.scores.at[targets].set(jnp.asarray(scores, jnp.float32), mode="drop"),
+        last_sampled=buffer.last_sampled.at[targets].set(step, mode="drop"),
         step=step,
     )
 
