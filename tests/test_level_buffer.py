@@ -36,11 +36,30 @@ def toy_batch(ids) -> dict:
 insert = jax.jit(plr.insert)
 update_scores = jax.jit(plr.update_scores)
 replay_weights = jax.jit(plr.replay_weights, static_argnums=1)
+sample_replay = jax.jit(plr.sample_replay, static_argnums=(2, 3))
 
 
 def make(capacity: int, ids, level_scores) -> plr.LevelBuffer:
-    buf = plr.init_buffer(toy_level(0), capacity)
-    return insert(buf, toy_batch(ids), jnp.asarray(level_scores, jnp.float32))
+    """The state `insert` of distinct levels into an empty buffer leaves (checked once below), built directly:
+    compiling `insert` for every (capacity, batch) shape would dominate this file's run time."""
+    ids = list(ids)
+    n = len(ids)
+    empty = plr.init_buffer(toy_level(0), capacity)
+    levels = jax.tree.map(lambda e, new: e.at[:n].set(new), empty.levels, toy_batch(ids))
+    return empty.replace(
+        levels=levels,
+        scores=empty.scores.at[:n].set(jnp.asarray(level_scores, jnp.float32)),
+        last_sampled=empty.last_sampled.at[:n].set(1),
+        filled=empty.filled.at[:n].set(True),
+        step=jnp.int32(1),
+    )
+
+
+def test_make_matches_insert():
+    built = make(5, [1, 2, 3], [0.5, -1.0, 2.0])
+    inserted = insert(plr.init_buffer(toy_level(0), 5), toy_batch([1, 2, 3]), jnp.array([0.5, -1.0, 2.0]))
+    for a, b in zip(jax.tree.leaves(built), jax.tree.leaves(inserted)):
+        np.testing.assert_array_equal(a, b)
 
 
 def stored_ids(buf: plr.LevelBuffer) -> set[int]:
@@ -60,15 +79,16 @@ def test_size_never_exceeds_capacity():
 
 
 def test_insert_only_above_lowest_when_full():
-    buf = make(3, [1, 2, 3], [5.0, 1.0, 3.0])
+    # Capacity 5 and batches of 1 and 2 everywhere in these tests: one compile of `insert` per shape.
+    buf = make(5, [1, 2, 3, 4, 5], [5.0, 1.0, 3.0, 4.0, 6.0])
     # Equal to the lowest (1.0) or below: rejected.
     same = insert(buf, toy_batch([7, 8]), jnp.array([1.0, 0.5]))
-    assert stored_ids(same) == {1, 2, 3}
-    np.testing.assert_allclose(np.sort(np.asarray(same.scores)), [1.0, 3.0, 5.0])
+    assert stored_ids(same) == {1, 2, 3, 4, 5}
+    np.testing.assert_allclose(np.sort(np.asarray(same.scores)), [1.0, 3.0, 4.0, 5.0, 6.0])
     # Above the lowest: replaces exactly the lowest (level 2, score 1.0).
     higher = insert(buf, toy_batch([9]), jnp.array([2.0]))
-    assert stored_ids(higher) == {1, 3, 9}
-    np.testing.assert_allclose(np.sort(np.asarray(higher.scores)), [2.0, 3.0, 5.0])
+    assert stored_ids(higher) == {1, 3, 4, 5, 9}
+    np.testing.assert_allclose(np.sort(np.asarray(higher.scores)), [2.0, 3.0, 4.0, 5.0, 6.0])
 
 
 def test_duplicates_update_instead_of_adding():
@@ -83,9 +103,9 @@ def test_duplicates_update_instead_of_adding():
     buf = insert(buf, jax.tree.map(lambda x: x[None], other), jnp.array([0.1]))
     assert int(plr.size(buf)) == 3
     # A duplicate of a full buffer's entry updates even with a score below the lowest.
-    full = make(2, [1, 2], [1.0, 2.0])
+    full = make(5, [1, 2, 3, 4, 5], [1.0, 2.0, 3.0, 4.0, 5.0])
     full = insert(full, toy_batch([2]), jnp.array([-5.0]))
-    assert stored_ids(full) == {1, 2} and sorted(np.asarray(full.scores).tolist()) == [-5.0, 1.0]
+    assert stored_ids(full) == {1, 2, 3, 4, 5} and sorted(np.asarray(full.scores).tolist()) == [-5.0, 1.0, 3.0, 4.0, 5.0]
 
 
 def test_update_scores_repeated_index_last_wins():
@@ -101,7 +121,7 @@ def test_staleness_updates_on_sampling():
     assert int(buf.step) == 1 and np.all(np.asarray(buf.last_sampled) == 1)
     # All equally fresh: staleness weights are uniform (no 0 / 0).
     np.testing.assert_allclose(replay_weights(buf, config), [0.25] * 4)
-    idx = plr.sample_replay(buf, jax.random.key(0), 2, config)
+    idx = sample_replay(buf, jax.random.key(0), 2, config)
     buf = update_scores(buf, idx, jnp.array([0.5, 0.5]))
     replayed = set(np.asarray(idx).tolist())
     assert int(buf.step) == 2
@@ -167,7 +187,7 @@ def test_no_nan_with_one_entry_or_equal_scores(temperature):
 def test_sample_replay_only_filled_and_follows_weights():
     config = plr.PLRConfig(capacity=8, temperature=1.0, staleness_coef=0.0)
     buf = make(8, [1, 2, 3], [3.0, 1.0, 2.0])
-    idx = np.asarray(jax.jit(plr.sample_replay, static_argnums=(2, 3))(buf, jax.random.key(1), 4000, config))
+    idx = np.asarray(sample_replay(buf, jax.random.key(1), 4000, config))
     assert set(idx.tolist()) <= {0, 1, 2}
     freq = np.bincount(idx, minlength=3)[:3] / len(idx)
     h = np.array([1.0, 1 / 3, 1 / 2])
@@ -188,7 +208,7 @@ def test_should_replay_respects_min_fill():
     keys = jax.random.split(jax.random.key(3), 2000)
     half = plr.PLRConfig(capacity=10, replay_prob=0.3, min_fill=0.5)
     full = make(10, range(10), [0.0] * 10)
-    rate = float(jnp.mean(jax.vmap(lambda k: plr.should_replay(full, k, half))(keys)))
+    rate = float(jax.jit(lambda b, ks: jnp.mean(jax.vmap(lambda k: plr.should_replay(b, k, half))(ks)))(full, keys))
     assert rate == pytest.approx(0.3, abs=0.04)
 
 
