@@ -44,14 +44,19 @@ def make(capacity: int, ids, level_scores) -> plr.LevelBuffer:
     compiling `insert` for every (capacity, batch) shape would dominate this file's run time."""
     ids = list(ids)
     n = len(ids)
-    empty = plr.init_buffer(toy_level(0), capacity)
-    levels = jax.tree.map(lambda e, new: e.at[:n].set(new), empty.levels, toy_batch(ids))
-    return empty.replace(
-        levels=levels,
-        scores=empty.scores.at[:n].set(jnp.asarray(level_scores, jnp.float32)),
-        last_sampled=empty.last_sampled.at[:n].set(1),
-        filled=empty.filled.at[:n].set(True),
-        step=jnp.int32(1),
+    # numpy first, one transfer at the end: eager jnp updates would compile per shape.
+    a = np.zeros((capacity, 2), np.int32)
+    a[:n] = [[i, i + 1] for i in ids]
+    b = np.zeros(capacity, np.float32)
+    b[:n] = ids
+    level_scores_np = np.zeros(capacity, np.float32)
+    level_scores_np[:n] = level_scores
+    return plr.LevelBuffer(
+        levels={"a": jnp.asarray(a), "b": jnp.asarray(b)},
+        scores=jnp.asarray(level_scores_np),
+        last_sampled=jnp.asarray((np.arange(capacity) < n).astype(np.int32)),
+        filled=jnp.asarray(np.arange(capacity) < n),
+        step=jnp.asarray(1, jnp.int32),
     )
 
 
