@@ -209,6 +209,10 @@ def test_should_replay_respects_min_fill():
     assert not bool(should(make(10, [1, 2, 3, 4, 5], [0.0] * 5), key, never))
     # min_fill 0 still needs one level: an empty buffer is never sampled.
     assert not bool(should(plr.init_buffer(toy_level(0), 10), key, plr.PLRConfig(capacity=10, replay_prob=1.0, min_fill=0.0)))
+    # ceil(min_fill * capacity), without binary rounding asking for one level more.
+    assert plr.PLRConfig(capacity=10, min_fill=0.3).min_levels == 3
+    assert plr.PLRConfig(capacity=10, min_fill=0.25).min_levels == 3
+    assert plr.PLRConfig(capacity=4000, min_fill=0.5).min_levels == 2000
     # replay_prob is a probability.
     keys = jax.random.split(jax.random.key(3), 2000)
     half = plr.PLRConfig(capacity=10, replay_prob=0.3, min_fill=0.5)

@@ -68,7 +68,8 @@ class PLRConfig:
     @property
     def min_levels(self) -> int:
         """Levels needed before replay may happen (at least one, so an empty buffer is never sampled)."""
-        return max(1, math.ceil(self.min_fill * self.capacity))
+        # The tolerance keeps binary rounding from asking for one level too many (0.3 * 10 = 3.0000000000000004).
+        return max(1, math.ceil(self.min_fill * self.capacity - 1e-9))
 
 
 def _is_int(value: Any) -> bool:
