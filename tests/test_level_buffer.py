@@ -210,7 +210,7 @@ def test_should_replay_respects_min_fill():
     # min_fill 0 still needs one level: an empty buffer is never sampled.
     assert not bool(should(plr.init_buffer(toy_level(0), 10), key, plr.PLRConfig(capacity=10, replay_prob=1.0, min_fill=0.0)))
     # ceil(min_fill * capacity), without binary rounding asking for one level more.
-    assert plr.PLRConfig(capacity=10, min_fill=0.3).min_levels == 3
+    assert plr.PLRConfig(capacity=100, min_fill=0.07).min_levels == 7
     assert plr.PLRConfig(capacity=10, min_fill=0.25).min_levels == 3
     assert plr.PLRConfig(capacity=4000, min_fill=0.5).min_levels == 2000
     # replay_prob is a probability.

@@ -68,7 +68,7 @@ class PLRConfig:
     @property
     def min_levels(self) -> int:
         """Levels needed before replay may happen (at least one, so an empty buffer is never sampled)."""
-        # The tolerance keeps binary rounding from asking for one level too many (0.3 * 10 = 3.0000000000000004).
+        # The tolerance keeps binary rounding from asking for one level too many (0.07 * 100 = 7.000000000000001).
         return max(1, math.ceil(self.min_fill * self.capacity - 1e-9))
 
 
