@@ -7,5 +7,7 @@
   one scale (cached on disk per settings and seed list).
 - `search`: the generation loop shared by discovery and tuning (checkpoints, resume, progress); it keeps a pool of
   candidates (`candidates`), which `validation` re-scores on new seeds to pick the result.
+- `levels`: level curation for unsupervised environment design: the PLR level buffer, level scores (positive
+  value loss, MaxMC, learnability) and ACCEL's maze edits.
 - `discover`, `tune`, `evaluate`: the `jaxrl meta` commands (`cli`), and `plots` for their figures.
 """
