@@ -174,33 +174,40 @@ def make_level(
     )
 
 
-def _log_uniform(key: jax.Array, low: float, high: float, shape: tuple[int, ...] = ()) -> jax.Array:
-    return jnp.exp(jax.random.uniform(key, shape, minval=np.log(low), maxval=np.log(high)))
-
-
 def random_level(key: jax.Array) -> GridLevel:
     """A random level with GROOVE's ranges: size uniform in 4..10; 0..15 walls (uniform count, capped at
     size^2 - 6 so the agent and 5 objects always fit); 1..5 active objects on distinct free cells, kinds uniform
     over 5 with object 0 always of kind 0; kind rewards U(-1, 1) except kind 0's U(0, 1) (so every level has a
     rewarding object); termination probabilities log-uniform [0.01, 1]; respawn probabilities log-uniform
     [0.001, 0.1]; max steps log-uniform [20, 750] rounded. Pure and jittable (vmap it for a batch)."""
-    keys = jax.random.split(key, 10)
-    size = jax.random.randint(keys[0], (), MIN_RANDOM_SIZE, MAX_RANDOM_SIZE + 1, jnp.int32)
-    num_walls = jnp.minimum(jax.random.randint(keys[1], (), 0, MAX_RANDOM_WALLS + 1, jnp.int32), size * size - 1 - MAX_OBJECTS)
+    # One uniform draw for everything (each separate RNG call costs compile time, a second per call on 2 cores):
+    # u[:169] orders the cells, the rest are the scalar and per-kind draws.
+    u = jax.random.uniform(key, (NUM_CELLS + 4 + MAX_OBJECTS + 3 * NUM_KINDS,))
+    cell_u, (size_u, walls_u, objects_u, steps_u) = u[:NUM_CELLS], u[NUM_CELLS : NUM_CELLS + 4]
+    kind_u = u[NUM_CELLS + 4 : NUM_CELLS + 4 + MAX_OBJECTS]
+    reward_u, terminate_u, respawn_u = u[NUM_CELLS + 4 + MAX_OBJECTS :].reshape(3, NUM_KINDS)
+
+    def uniform_int(x: jax.Array, low: int, high: int) -> jax.Array:
+        """x in [0, 1) -> an int uniform in low..high (inclusive)."""
+        return jnp.minimum(low + jnp.floor(x * (high - low + 1)).astype(jnp.int32), high)
+
+    def log_uniform(x: jax.Array, low: float, high: float) -> jax.Array:
+        return jnp.exp(np.log(low) + x * (np.log(high) - np.log(low)))
+
+    size = uniform_int(size_u, MIN_RANDOM_SIZE, MAX_RANDOM_SIZE)
+    num_walls = jnp.minimum(uniform_int(walls_u, 0, MAX_RANDOM_WALLS), size * size - 1 - MAX_OBJECTS)
     outside = _outside_mask(size).reshape(-1)
     # A random order of the inside cells first (outside cells sort last): rank k = the k-th cell drawn.
-    priority = jnp.where(outside, 2.0, jax.random.uniform(keys[2], (NUM_CELLS,)))
-    order = jnp.argsort(priority)
+    order = jnp.argsort(jnp.where(outside, 2.0, cell_u))
     rank = jnp.zeros(NUM_CELLS, jnp.int32).at[order].set(jnp.arange(NUM_CELLS, dtype=jnp.int32))
     wall_map = (outside | (rank < num_walls)).reshape(GRID_SIZE, GRID_SIZE)
     # Ranks num_walls (agent) and num_walls + 1 .. + 5 (objects) are distinct free inside cells.
     picked = order[num_walls + jnp.arange(1 + MAX_OBJECTS)]
     cells = jnp.stack(jnp.divmod(picked, GRID_SIZE), axis=-1).astype(jnp.int32)
-    num_objects = jax.random.randint(keys[3], (), 1, MAX_OBJECTS + 1, jnp.int32)
-    kinds = jax.random.randint(keys[4], (MAX_OBJECTS,), 0, NUM_KINDS, jnp.int32).at[0].set(0)
-    reward = jax.random.uniform(keys[5], (NUM_KINDS,), minval=-1.0, maxval=1.0)
-    reward = reward.at[0].set(jnp.abs(reward[0]))  # |U(-1, 1)| is U(0, 1): the first kind is positive
-    max_steps = jnp.round(_log_uniform(keys[8], *MAX_STEPS_RANGE)).astype(jnp.int32)
+    num_objects = uniform_int(objects_u, 1, MAX_OBJECTS)
+    kinds = uniform_int(kind_u, 0, NUM_KINDS - 1).at[0].set(0)
+    reward = (2.0 * reward_u - 1.0).at[0].set(reward_u[0])  # U(-1, 1); the first kind U(0, 1): positive
+    max_steps = jnp.round(log_uniform(steps_u, *MAX_STEPS_RANGE)).astype(jnp.int32)
     return GridLevel(
         wall_map=wall_map,
         size=size,
@@ -209,8 +216,8 @@ def random_level(key: jax.Array) -> GridLevel:
         object_kind=kinds,
         object_active=jnp.arange(MAX_OBJECTS) < num_objects,
         kind_reward=reward.astype(jnp.float32),
-        kind_terminate=_log_uniform(keys[6], *P_TERMINATE_RANGE, (NUM_KINDS,)).astype(jnp.float32),
-        kind_respawn=_log_uniform(keys[7], *P_RESPAWN_RANGE, (NUM_KINDS,)).astype(jnp.float32),
+        kind_terminate=jnp.clip(log_uniform(terminate_u, *P_TERMINATE_RANGE), *P_TERMINATE_RANGE).astype(jnp.float32),
+        kind_respawn=jnp.clip(log_uniform(respawn_u, *P_RESPAWN_RANGE), *P_RESPAWN_RANGE).astype(jnp.float32),
         max_steps=jnp.clip(max_steps, *MAX_STEPS_RANGE),
     )
 
