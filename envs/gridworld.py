@@ -333,7 +333,8 @@ class GridWorld:
     ) -> tuple[jax.Array, GridState, jax.Array, jax.Array, dict]:
         """One step without the time limit or the auto-reset (gymnax's `step_env`)."""
         level = params.level
-        term_key, respawn_key, cell_key = jax.random.split(key, 3)
+        # One draw for all the step's randomness (separate RNG calls are most of a step's cost on CPU).
+        terminate_u, respawn_u, cell_u = jax.random.uniform(key, (3, MAX_OBJECTS))
         action = jnp.asarray(action, jnp.int32)
         valid = (action >= 0) & (action < NUM_ACTIONS)
         delta = jnp.where(valid, jnp.asarray(ACTION_VECTORS)[jnp.clip(action, 0, NUM_ACTIONS - 1)], 0)
@@ -348,25 +349,28 @@ class GridWorld:
         reward = jnp.sum(jnp.where(collected, level.kind_reward[level.object_kind], 0.0)).astype(jnp.float32)
         p_terminate = level.kind_terminate[level.object_kind]
         # uniform in [0, 1): p = 1 always ends, p = 0 never does.
-        terminated = jnp.any(collected & (jax.random.uniform(term_key, (MAX_OBJECTS,)) < p_terminate))
+        terminated = jnp.any(collected & (terminate_u < p_terminate))
         present = state.object_present & ~collected
 
         # Respawn: only objects absent before this step, so a collected object is gone for at least one step.
         absent_before = level.object_active & ~state.object_present
-        wants = absent_before & (jax.random.uniform(respawn_key, (MAX_OBJECTS,)) < level.kind_respawn[level.object_kind])
+        wants = absent_before & (respawn_u < level.kind_respawn[level.object_kind])
         flat_agent = agent_pos[0] * GRID_SIZE + agent_pos[1]
         flat_objects = state.object_pos[:, 0] * GRID_SIZE + state.object_pos[:, 1]
         occupied = level.wall_map.reshape(-1).at[flat_agent].set(True)
         occupied = occupied.at[flat_objects].max(present)  # present objects block their cells
         # One object at a time, so two respawns in one step never share a cell.
         def respawn_one(occupied: jax.Array, xs: tuple) -> tuple[jax.Array, tuple]:
-            wants_i, key_i, cell_i = xs
+            wants_i, u_i, cell_i = xs
             free = ~occupied
-            choice = jax.random.categorical(key_i, jnp.where(free, 0.0, -jnp.inf))
-            does = wants_i & jnp.any(free)
+            count = jnp.cumsum(free)  # count[c]: free cells up to and including c
+            # The k-th free cell, k uniform in 0..n_free-1 (the min guards u * n rounding up to n).
+            k = jnp.minimum(jnp.floor(u_i * count[-1]).astype(jnp.int32), count[-1] - 1)
+            choice = jnp.argmax(count > k)
+            does = wants_i & (count[-1] > 0)
             return occupied.at[choice].max(does), (does, jnp.where(does, choice, cell_i))
 
-        _, (respawned, new_flat) = jax.lax.scan(respawn_one, occupied, (wants, jax.random.split(cell_key, MAX_OBJECTS), flat_objects))
+        _, (respawned, new_flat) = jax.lax.scan(respawn_one, occupied, (wants, cell_u, flat_objects), unroll=True)
         object_pos = jnp.stack(jnp.divmod(new_flat, GRID_SIZE), axis=-1).astype(jnp.int32)
 
         next_state = GridState(

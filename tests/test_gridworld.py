@@ -94,16 +94,16 @@ def test_collecting_pays_the_kind_reward_and_removes_the_object():
 
 def test_termination_probability_one_ends_and_zero_never_does():
     ends = level(objects=[(2, 3, 0)], kinds=[(1.0, 1.0, 0.0)])
-    never = level(objects=[(2, 3, 0)], kinds=[(1.0, 0.0, 1.0)])  # respawns every other step: many collections
+    # Two free cells (a 2x2 level with its bottom row walled): the object respawns on the cell the agent just
+    # left, so walking back and forth collects it every other step.
+    never = level(objects=[(0, 1, 0)], kinds=[(1.0, 0.0, 1.0)], size=2, agent=(0, 0), walls=[(1, 0), (1, 1)])
     for seed in range(3):
         rec = run(ends, [RIGHT], seed=seed)
         assert rec["terminated"][0] and rec["reward"][0] == 1.0 and not rec["truncated"][0]
         np.testing.assert_array_equal(rec["pos"][0], (2, 2))  # auto-reset to the start
         assert rec["final_obs"][0][2 * 13 + 3] == 1.0 and rec["present"][0][0]  # final obs then the restart
-        # A random walk in the tiny level keeps collecting the respawned object, and nothing ever ends.
-        walk = list(np.asarray(jax.random.choice(jax.random.key(seed), 4, (T,))))
-        rec = run(never, walk, seed=seed)
-        assert rec["reward"].sum() >= 2.0 and not rec["terminated"].any()
+        rec = run(never, [RIGHT, LEFT] * (T // 2), seed=seed)
+        assert rec["reward"].sum() == T // 2 and not rec["terminated"].any()
 
 
 def test_respawn_probability_one_brings_it_back_next_step_and_zero_never():
@@ -112,6 +112,9 @@ def test_respawn_probability_one_brings_it_back_next_step_and_zero_never():
     assert rec["present"][0][0] == 0 and rec["present"][1][0] == 1  # gone after the collection, back next step
     cell = tuple(rec["object_pos"][1][0])
     assert 0 <= cell[0] < 3 and 0 <= cell[1] < 3 and cell != (0, 1)  # a free cell inside the level, not the agent's
+    # The respawn cell is random: over seeds it lands on several of the 7 free cells (never the agent's).
+    cells = {tuple(run(back, [RIGHT, STAY], seed=seed)["object_pos"][1][0]) for seed in range(12)}
+    assert len(cells) >= 4 and (0, 1) not in cells and all(0 <= r < 3 and 0 <= c < 3 for r, c in cells)
     # Respawn cells are always free: a 2x2 level where, after the agent collects object 0 at (0, 1), a wall at
     # (1, 0) and the present object 1 at (1, 1) leave (0, 0) the only free cell.
     walled = level(objects=[(0, 1, 0), (1, 1, 1)], kinds=[(1.0, 0.0, 1.0), (0.0, 0.0, 0.0)], size=2, agent=(0, 0),
@@ -120,6 +123,17 @@ def test_respawn_probability_one_brings_it_back_next_step_and_zero_never():
         rec = run(walled, [RIGHT, STAY], seed=seed)
         np.testing.assert_array_equal(rec["object_pos"][1], [(0, 0), (1, 1), (0, 0), (0, 0), (0, 0)])
         np.testing.assert_array_equal(rec["present"][1][:2], [1, 1])
+    # Two objects want to respawn and one cell is free: the first takes it, the second waits (never a wall).
+    # A 3x3 level with only its top row free; slot 2 (kind 0, like slot 0) is switched on by hand.
+    full = level(objects=[(0, 1, 0), (0, 2, 1)], kinds=[(1.0, 0.0, 1.0), (0.0, 0.0, 0.0)], size=3, agent=(0, 0),
+                 walls=[(r, c) for r in (1, 2) for c in range(3)])
+    full = full.replace(object_active=jnp.asarray([True, True, True, False, False]))
+    state = G.GridState(agent_pos=jnp.asarray((0, 0)), object_pos=jnp.asarray([(0, 1), (0, 2), (0, 1), (0, 0), (0, 0)]),
+                        object_present=jnp.asarray([False, True, False, False, False]), time=jnp.asarray(0),
+                        terminated=jnp.asarray(False))
+    _, after, *_ = jax.jit(ENV.step_env)(jax.random.key(0), state, STAY, G.GridParams(level=full))
+    np.testing.assert_array_equal(after.object_present, [True, True, False, False, False])
+    np.testing.assert_array_equal(after.object_pos[:2], [(0, 1), (0, 2)])
     gone = level(objects=[(2, 3, 0)], kinds=[(1.0, 0.0, 0.0)])
     rec = run(gone, [RIGHT])
     assert rec["present"][0].sum() == 0 and rec["present"].sum() == 0  # never returns in T steps
