@@ -262,5 +262,9 @@ def test_unknown_lpg_level_and_registry():
     assert int(params.level.size) == 13 and envs.family_of("GridWorld-v0") == "ued"
     assert "GridWorld-v0" in envs.registered_ids("ued")
     assert envs.GridWorld is G.GridWorld and envs.random_grid_level is G.random_level
-    obs, _ = env.reset(jax.random.key(0), params)
-    assert obs.shape == env.observation_space(params).shape == (174,)
+    assert env.observation_space(params).shape == (174,) and envs.observation_size(env) == 174
+    # The whole wrapper stack takes batched levels (the five LPG levels, one per environment).
+    stack = envs.build_stack(env, envs.StackSpec(num_envs=5, per_env_params=True))
+    obs, _ = jax.jit(stack.reset)(jax.random.key(0), G.GridParams(level=G.lpg_levels()))
+    assert obs.shape == (5, 174)
+    np.testing.assert_array_equal(np.asarray(obs)[:, 169:].sum(1), [5, 1, 4, 4, 5])  # objects per level
