@@ -234,17 +234,19 @@ def lpg_level(name: str) -> GridLevel:
     Sizes and episode limits are LPG's; the object layouts and kind parameters are this project's choice, made
     to match each level's character (no interior walls; kinds given as (reward, p_terminate, p_respawn)):
 
-    - dense (11x11, 500 steps): agent in the centre, 5 objects spread over the grid. Kind 0 (+1, 0, 0.05) x2
-      near, kind 1 (+1, 0, 0.1) x1, kind 2 (-1, 0, 0.5) x2: many rewards that come back often, nothing ends the
-      episode, and penalties to avoid.
+    - dense (11x11, 500 steps): agent in the centre (5, 5). Kind 0 (+1, 0, 0.05) x2 near two opposite corners,
+      kind 1 (+1, 0, 0.1) x1 near a third corner, kind 2 (-1, 0, 0.5) x2 two cells above and below the agent:
+      many rewards that come back often, nothing ends the episode, and penalties to step around.
     - sparse (13x13, 50 steps): one kind-0 object (+1, 1, 0) in the corner opposite the agent (24 moves away):
       a single distant reward that ends the episode, reachable only by going straight there.
     - long (11x11, 1000 steps): kind 0 (+1, 0, 0.01) x2 and kind 1 (-1, 0, 0.01) x2 in the four corners, agent
       in the centre: objects rarely come back and never end the episode, so credit spans long stretches.
-    - longer (9x9, 2000 steps): kind 0 (+1, 0.01, 0.005) x2 at the far corners, kind 1 (-1, 0, 0.005) x2 at the
-      near ones, agent at the top-left corner: even rarer respawns, and a small chance of ending the episode.
-    - long_dense (11x11, 2000 steps): kind 0 (+1, 0, 0.05) x4 on the corners of an inner square, kind 1
-      (-1, 0, 0.1) x1 near the agent: long episodes with frequently recurring rewards.
+    - longer (9x9, 2000 steps): agent at the top-left corner; kind 0 (+1, 0.01, 0.005) x2 at the bottom-right
+      and top-right corners, kind 1 (-1, 0, 0.005) x2 at the middles of the top and left edges (in the way): even
+      rarer respawns, and a small chance of ending the episode.
+    - long_dense (11x11, 2000 steps): agent in the centre; kind 0 (+1, 0, 0.05) x4 on the corners of an inner
+      square (rows and columns 2 and 8), kind 1 (-1, 0, 0.1) x1 two cells right of the agent: long episodes with
+      frequently recurring rewards.
     """
     if name not in LPG_LEVELS:
         raise invalid_choice("LPG level", name, LPG_LEVELS)
