@@ -268,3 +268,20 @@ def test_unknown_lpg_level_and_registry():
     obs, _ = jax.jit(stack.reset)(jax.random.key(0), G.GridParams(level=G.lpg_levels()))
     assert obs.shape == (5, 174)
     np.testing.assert_array_equal(np.asarray(obs)[:, 169:].sum(1), [5, 1, 4, 4, 5])  # objects per level
+
+
+def test_make_level_rejects_bad_levels():
+    with pytest.raises(ValueError, match="size"):
+        level(size=14)
+    with pytest.raises(ValueError, match="outside"):
+        level(objects=[(5, 0, 0)])  # row 5 of a 5x5 level
+    with pytest.raises(ValueError, match="wall"):
+        level(objects=[(1, 1, 0)], walls=[(1, 1)])
+    with pytest.raises(ValueError, match="distinct"):
+        level(objects=[(2, 2, 0)])  # on the agent
+    with pytest.raises(ValueError, match="at most 5"):
+        level(objects=[(0, c, 0) for c in range(5)] + [(1, 0, 0)])
+    with pytest.raises(ValueError, match="kind"):
+        level(objects=[(0, 0, 5)])
+    with pytest.raises(ValueError, match="max_steps"):
+        level(max_steps=0)
