@@ -27,6 +27,15 @@ _WHERE = {
     "make": "jaxrl.envs.registry",
     "register": "jaxrl.envs.registry",
     "registered_ids": "jaxrl.envs.registry",
+    "GridLevel": "jaxrl.envs.gridworld",
+    "GridParams": "jaxrl.envs.gridworld",
+    "GridState": "jaxrl.envs.gridworld",
+    "GridWorld": "jaxrl.envs.gridworld",
+    "LPG_LEVELS": "jaxrl.envs.gridworld",
+    "lpg_level": "jaxrl.envs.gridworld",
+    "lpg_levels": "jaxrl.envs.gridworld",
+    "random_grid_level": "jaxrl.envs.gridworld",
+    "render_grid_level": "jaxrl.envs.gridworld",
     "HELD_OUT_MAZES": "jaxrl.envs.maze",
     "Maze": "jaxrl.envs.maze",
     "MazeLevel": "jaxrl.envs.maze",
@@ -59,13 +68,15 @@ _WHERE = {
     "Wrapper": "jaxrl.envs.wrappers",
     "find_obs_stats": "jaxrl.envs.wrappers",
 }
+# Names that would clash with the maze's at the package level: exported under another name.
+_ALIASES = {"random_grid_level": "random_level", "render_grid_level": "render_level"}
 __all__ = sorted(_WHERE)
 
 
 def __getattr__(name: str) -> Any:
     if name not in _WHERE:
         raise AttributeError(f"module 'jaxrl.envs' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_WHERE[name]), name)
+    value = getattr(importlib.import_module(_WHERE[name]), _ALIASES.get(name, name))
     globals()[name] = value
     return value
 

@@ -77,9 +77,17 @@ def _maze_factory(**kwargs: Any) -> Any:
     return Maze(**kwargs)
 
 
+def _gridworld_factory(**kwargs: Any) -> Any:
+    """`GridWorld(level=None | GridLevel | LPG level name)`."""
+    from jaxrl.envs.gridworld import GridWorld
+
+    return GridWorld(**kwargs)
+
+
 for _id in gymnax.registered_envs:
     register(_id, _gymnax_factory(_id), family=f"gymnax/{_gymnax_family(_id)}")
 for _name in BRAX_ENV_NAMES:
     register(f"brax/{_name}", _brax_factory(_name), family="brax")
 # Unsupervised environment design: levels are data carried by the params (see maze.py).
 register("Maze-v0", _maze_factory, family="ued")
+register("GridWorld-v0", _gridworld_factory, family="ued")
