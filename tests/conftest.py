@@ -44,6 +44,23 @@ def random_rollout(env, num_steps: int):
     return rollout
 
 
+def scripted_rollout(env, params, actions: jax.Array, keys: jax.Array, state_fields: dict[str, str]) -> dict:
+    """`env` from a reset (key 0) through `actions` (T, ...) with step keys `keys` (T,): per-step records of obs,
+    next_obs, reward, terminated, truncated, final_obs, and the state's fields named by `state_fields` (record name
+    -> attribute). Under a VecEnv every record has the batch axis after the time axis."""
+    obs, state = env.reset(jax.random.key(0), params)
+
+    def body(carry, xs):
+        obs, state = carry
+        key, action = xs
+        next_obs, state, reward, terminated, truncated, info = env.step(key, state, action, params)
+        record = dict(obs=obs, next_obs=next_obs, reward=reward, terminated=terminated, truncated=truncated,
+                      final_obs=info["final_observation"], **{name: getattr(state, attr) for name, attr in state_fields.items()})
+        return (next_obs, state), record
+
+    return jax.lax.scan(body, (obs, state), (keys, actions))[1]
+
+
 @functools.lru_cache(maxsize=None)
 def compiled_rollouts(env_id: str, num_steps: int):
     """(env, default params, jitted single rollout, jitted rollout vmapped over keys) for `env_id`."""

@@ -14,6 +14,7 @@ import pytest
 
 from jaxrl import envs
 from jaxrl.envs import gridworld as G
+from conftest import scripted_rollout
 from jaxrl.envs.errors import InvalidChoiceError
 
 T = 40
@@ -21,22 +22,13 @@ UP, RIGHT, DOWN, LEFT, STAY = 0, 1, 2, 3, 4
 ENV = G.GridWorld()
 
 
+FIELDS = {"pos": "agent_pos", "present": "object_present", "object_pos": "object_pos", "time": "time"}
+
+
 def _rollout(level: G.GridLevel, actions: jax.Array, keys: jax.Array) -> dict:
     """Steps one environment on `level` through `actions` (T,) with step keys `keys` (T,) from a reset;
     per-step records."""
-    params = G.GridParams(level=level)
-    obs, state = ENV.reset(jax.random.key(0), params)
-
-    def body(carry, xs):
-        obs, state = carry
-        step_key, action = xs
-        next_obs, state, reward, terminated, truncated, info = ENV.step(step_key, state, action, params)
-        record = dict(obs=obs, next_obs=next_obs, reward=reward, terminated=terminated, truncated=truncated,
-                      final_obs=info["final_observation"], pos=state.agent_pos, present=state.object_present,
-                      object_pos=state.object_pos, time=state.time)
-        return (next_obs, state), record
-
-    return jax.lax.scan(body, (obs, state), (keys, actions))[1]
+    return scripted_rollout(ENV, G.GridParams(level=level), actions, keys, FIELDS)
 
 
 ROLLOUT = jax.jit(_rollout)
@@ -162,20 +154,9 @@ VEC = envs.VecEnv(ENV, N, per_env_params=True)
 @jax.jit
 def vec_rollout(levels: G.GridLevel, actions: jax.Array, key: jax.Array) -> dict:
     """`actions` (T, N): N environments on N levels through VecEnv; the step keys VecEnv splits per env."""
-    params = G.GridParams(level=levels)
-    obs, state = VEC.reset(jax.random.key(0), params)
-
-    def body(carry, xs):
-        obs, state = carry
-        step_key, action = xs
-        next_obs, state, reward, terminated, truncated, info = VEC.step(step_key, state, action, params)
-        record = dict(obs=obs, next_obs=next_obs, reward=reward, terminated=terminated, truncated=truncated,
-                      final_obs=info["final_observation"], pos=state.agent_pos, present=state.object_present,
-                      object_pos=state.object_pos, time=state.time)
-        return (next_obs, state), record
-
     keys = jax.random.split(key, actions.shape[0])
-    return jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), jax.lax.scan(body, (obs, state), (keys, actions))[1])
+    records = scripted_rollout(VEC, G.GridParams(level=levels), actions, keys, FIELDS)
+    return jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), records)
 
 
 def test_vecenv_over_different_levels_equals_single_runs():

@@ -15,6 +15,7 @@ import pytest
 
 from jaxrl import envs
 from jaxrl.envs import maze as M
+from conftest import scripted_rollout
 from jaxrl.envs.errors import InvalidChoiceError
 
 T = 250
@@ -39,20 +40,12 @@ def params_of(lvl: M.MazeLevel, max_steps: int = T) -> M.MazeParams:
     return M.MazeParams(level=lvl, max_steps_in_episode=jnp.asarray(max_steps, jnp.int32))
 
 
+FIELDS = {"pos": "agent_pos", "dir": "agent_dir", "time": "time"}
+
+
 def _rollout(params: M.MazeParams, actions: jax.Array) -> dict:
     """Steps one environment through `actions` (length T) from a reset; per-step records."""
-    obs, state = ENV.reset(jax.random.key(0), params)
-
-    def body(carry, xs):
-        obs, state = carry
-        key, action = xs
-        next_obs, state, reward, terminated, truncated, info = ENV.step(key, state, action, params)
-        record = dict(obs=obs, next_obs=next_obs, reward=reward, terminated=terminated, truncated=truncated,
-                      final_obs=info["final_observation"], pos=state.agent_pos, dir=state.agent_dir, time=state.time)
-        return (next_obs, state), record
-
-    keys = jax.random.split(jax.random.key(1), actions.shape[0])
-    return jax.lax.scan(body, (obs, state), (keys, actions))[1]
+    return scripted_rollout(ENV, params, actions, jax.random.split(jax.random.key(1), actions.shape[0]), FIELDS)
 
 
 ROLLOUT = jax.jit(_rollout)
@@ -75,16 +68,9 @@ VEC = envs.VecEnv(ENV, N, per_env_params=True)
 @jax.jit
 def vec_rollout(params: M.MazeParams, actions: jax.Array) -> dict:
     """`actions` (T, N): N environments, environment i on params[i], through VecEnv."""
-    obs, state = VEC.reset(jax.random.key(0), params)
-
-    def body(carry, action):
-        obs, state = carry
-        next_obs, state, reward, terminated, truncated, info = VEC.step(jax.random.key(2), state, action, params)
-        record = dict(obs=obs, next_obs=next_obs, reward=reward, terminated=terminated, truncated=truncated,
-                      final_obs=info["final_observation"], pos=state.agent_pos, dir=state.agent_dir, time=state.time)
-        return (next_obs, state), record
-
-    return jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), jax.lax.scan(body, (obs, state), actions)[1])
+    # The maze's steps are deterministic (the key only feeds the auto-reset, which restarts the same level).
+    records = scripted_rollout(VEC, params, actions, jax.random.split(jax.random.key(2), actions.shape[0]), FIELDS)
+    return jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), records)
 
 
 def padded(actions: list[int], length: int = T, fill: int = LEFT) -> jax.Array:
