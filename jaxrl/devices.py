@@ -53,10 +53,15 @@ def shard_runs(tree, num_runs: int, max_devices: int | None = None):
     return jax.device_put(tree, run_sharding(num_runs, max_devices))
 
 
+def largest_divisor_at_most(n: int, k: int) -> int:
+    """The largest divisor of n that is at most k (at least 1): equal-sized pieces no larger than k."""
+    return max(d for d in range(1, min(n, max(k, 1)) + 1) if n % d == 0)
+
+
 def default_block_runs(num_runs: int) -> int:
     """Runs vmapped together by default: the largest divisor of `num_runs` that is at most num_runs / 8, so
     up to 8 devices can share the blocks; it depends on the run count only, never on the device count."""
-    return max(d for d in range(1, max(1, num_runs // 8) + 1) if num_runs % d == 0)
+    return largest_divisor_at_most(num_runs, num_runs // 8)
 
 
 def _blocked(fn: Callable, block_runs: int) -> Callable:

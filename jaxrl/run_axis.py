@@ -21,7 +21,7 @@ import jax
 import numpy as np
 
 from jaxrl.checkpoints import is_key
-from jaxrl.devices import RunMap, default_block_runs
+from jaxrl.devices import RunMap, default_block_runs, largest_divisor_at_most
 from jaxrl.envs.errors import InvalidChoiceError
 
 _FALLBACK_MEMORY = 8 * 2**30
@@ -77,9 +77,7 @@ class RunAxis:
     ) -> RunAxis:
         """Equal batches when the runs do not fit in `memory_fraction` of the free device memory at once."""
         fit = max(1, int(memory_fraction * available_memory_bytes() // per_run_bytes(agent, hparams)))
-        batch_runs = min(num_runs, fit, max_batch_runs or num_runs)
-        if batch_runs < num_runs:
-            batch_runs = max(d for d in range(1, batch_runs + 1) if num_runs % d == 0)
+        batch_runs = largest_divisor_at_most(num_runs, min(fit, max_batch_runs or num_runs))
         block = block_runs or default_block_runs(batch_runs)
         if batch_runs % block:
             raise InvalidChoiceError(f"block_runs={block} must divide the {batch_runs} runs of a batch")

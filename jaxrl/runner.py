@@ -26,6 +26,7 @@ from jaxrl import objectives, results
 from jaxrl.agents.base import params_of
 from jaxrl.checkpoints import StopFlag, restore_tree, save_tree
 from jaxrl.config import apply_overrides
+from jaxrl.devices import largest_divisor_at_most
 from jaxrl.envs.errors import InvalidChoiceError
 from jaxrl.run_axis import RunAxis
 
@@ -63,10 +64,6 @@ def _count_compiles() -> dict[str, int]:
 
     jax.monitoring.register_event_duration_secs_listener(listener)
     return counter
-
-
-def _largest_divisor_at_most(n: int, k: int) -> int:
-    return max(d for d in range(1, min(n, max(k, 1)) + 1) if n % d == 0)
 
 
 def build_hparams(agent: Any, plan: RunPlan, base_overrides: dict[str, float]) -> list[Any]:
@@ -109,7 +106,7 @@ def run(
     num_updates = agent.num_updates
     state = _read_state(out / "checkpoints" / "state.json") if resume else None
     # A resumed run keeps the chunk size it was checkpointed with: chunk indices are in its units.
-    k = state["chunk_updates"] if state else _largest_divisor_at_most(num_updates, chunk_updates)
+    k = state["chunk_updates"] if state else largest_divisor_at_most(num_updates, chunk_updates)
     num_chunks = num_updates // k
     steps_per_update = agent.steps_per_update
 
