@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 
 def _cmd_envs(args: argparse.Namespace) -> int:
@@ -37,23 +38,24 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _resolve_plan(algo_name: str | None, settings: dict, args: argparse.Namespace):
+def _resolve_plan(algo_name: str | None, settings: dict, args: argparse.Namespace, algorithms: dict | None = None):
     """Settings + flags -> (RunPlan, agent, base hyperparameter overrides); validates everything before any
-    file is touched."""
+    file is touched. algorithms: name -> algorithm module (default jaxrl.agents.ALGORITHMS)."""
     from jaxrl import objectives
     from jaxrl.agents import ALGORITHMS
     from jaxrl.config import build, parse_assignment
     from jaxrl.envs.errors import InvalidChoiceError, invalid_choice
     from jaxrl.runner import OBJECTIVE_KEY, RunPlan
 
+    algorithms = ALGORITHMS if algorithms is None else algorithms
     algo_name = algo_name or settings.get("algorithm")
     if algo_name is None:
         raise InvalidChoiceError("no algorithm given: name one (jaxrl train ppo ...) or set `algorithm:` in the config")
-    if algo_name not in ALGORITHMS:
-        raise invalid_choice("algorithm", algo_name, ALGORITHMS)
+    if algo_name not in algorithms:
+        raise invalid_choice("algorithm", algo_name, algorithms)
     if settings.get("algorithm", algo_name) != algo_name:
         raise InvalidChoiceError(f"the config is for algorithm {settings['algorithm']!r}, not {algo_name!r}")
-    algo = ALGORITHMS[algo_name]
+    algo = algorithms[algo_name]
     flags = {"env_id": args.env, "total_timesteps": args.steps, "objective": args.objective, "seeds": args.seeds}
     settings = {**settings, **{k: v for k, v in flags.items() if v is not None}}
     settings.update(parse_assignment(text) for text in args.set)
@@ -92,7 +94,10 @@ def _resolve_plan(algo_name: str | None, settings: dict, args: argparse.Namespac
     return plan, agent, overrides
 
 
-def _cmd_train(args: argparse.Namespace, algo_name: str | None = None, settings: dict | None = None) -> int:
+def _cmd_train(args: argparse.Namespace, algo_name: str | None = None, settings: dict | None = None,
+               algorithms: dict | None = None, command: str = "jaxrl train", finish: Any = None) -> int:
+    """Train (or resume) a run of `algo_name`. `jaxrl ued` reuses it with its own algorithm table, command name and
+    `finish(out, summary)`, called on a finished run before the report is printed."""
     import json
     import time
     from pathlib import Path
@@ -111,8 +116,10 @@ def _cmd_train(args: argparse.Namespace, algo_name: str | None = None, settings:
         saved_settings = {**saved["settings"], "sweep": saved["sweep"], "seeds": len(saved["seeds"])}
         if args.config:
             saved_settings = {**saved_settings, **load_yaml(args.config)}
+        saved_settings = {**saved_settings, **(settings or {})}
         given_seed = args.seed if args.seed != 0 else saved["seeds"][0]
-        plan, agent, overrides = _resolve_plan(algo_name or getattr(args, "algo", None) or saved["algorithm"], saved_settings, argparse.Namespace(**{**vars(args), "seed": given_seed}))
+        plan, agent, overrides = _resolve_plan(algo_name or getattr(args, "algo", None) or saved["algorithm"], saved_settings,
+                                               argparse.Namespace(**{**vars(args), "seed": given_seed}), algorithms)
         if plan.to_json() != saved:
             now = plan.to_json()
             changed = sorted(k for k in set(now["settings"]) | set(saved["settings"]) if now["settings"].get(k) != saved["settings"].get(k))
@@ -122,7 +129,7 @@ def _cmd_train(args: argparse.Namespace, algo_name: str | None = None, settings:
         settings = dict(settings or {})
         if args.config:
             settings = {**load_yaml(args.config), **settings}
-        plan, agent, overrides = _resolve_plan(algo_name or args.algo, settings, args)
+        plan, agent, overrides = _resolve_plan(algo_name or args.algo, settings, args, algorithms)
         config = agent.config
         out = Path(args.out or settings.get("out") or f"results/{plan.algorithm}-{config.env_id.replace('/', '_')}-{time.strftime('%Y%m%d-%H%M%S')}")
         if (out / "summary.json").exists() or (out / "run.json").exists():
@@ -139,12 +146,14 @@ def _cmd_train(args: argparse.Namespace, algo_name: str | None = None, settings:
         agent, plan, overrides, out, chunk_updates=args.chunk_updates, checkpoint_every=args.checkpoint_every,
         max_devices=args.devices, block_runs=args.block_runs, resume=bool(args.resume), progress=not args.quiet,
     )
+    if finish is not None and summary["status"] == "finished":
+        finish(out, summary)
     timing = summary["timing"]
     print(f"{summary['status']}: {num_runs} runs on {summary['devices']['used']} device(s), compile {timing['compile_s']:.1f} s, "
           f"run {timing['run_s']:.1f} s, {timing['env_steps_per_s'] or 0:,.0f} env steps/s")
     print((out / "report.md").read_text() if (out / "report.md").exists() else "")
     if summary["status"] == "interrupted":
-        print(f"interrupted: continue with  jaxrl train --resume {out}")
+        print(f"interrupted: continue with  {command} --resume {out}")
     return 0
 
 
@@ -259,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     import importlib.metadata
     import types
 
-    helpers = types.SimpleNamespace(positive_int=_positive_int, devices=_devices)
+    helpers = types.SimpleNamespace(positive_int=_positive_int, devices=_devices, run_flags=run_flags)
     for entry in importlib.metadata.entry_points(group="jaxrl.commands"):
         entry.load()(sub, helpers)
     return parser

@@ -79,6 +79,9 @@ def _coerce(name: str, value: Any, annotation: Any) -> Any:
     if isinstance(annotation, str) and annotation.startswith("tuple[int"):
         items = value if isinstance(value, (list, tuple)) else [value]
         return tuple(_coerce(name, v, int) for v in items)
+    if isinstance(annotation, str) and annotation.startswith("tuple[str"):
+        items = value.split(",") if isinstance(value, str) else value if isinstance(value, (list, tuple)) else [value]
+        return tuple(_coerce(name, v.strip() if isinstance(v, str) else v, str) for v in items)
     if isinstance(annotation, str) and annotation.startswith("tuple[tuple[str"):
         if not isinstance(value, dict):
             raise InvalidChoiceError(f"{name} must be a mapping, got {value!r}")

@@ -211,8 +211,31 @@ class ResetGRU(nn.Module):
         return scan(cell, carry, (inputs, resets))
 
 
+class MazeTorso(nn.Module):
+    """The maze's flat observation (jaxrl.envs.maze, 79 values) -> features: a 3x3 convolution with 16 filters over
+    the 5x5x3 egocentric view (ReLU, flattened: 400 values) next to a 5-unit embedding of the direction one-hot,
+    as the JaxUED / minimax maze students. obs: (..., 79) -> (..., 405)."""
+
+    filters: int = 16
+    direction_features: int = 5
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        from jaxrl.envs.maze import split_observation
+
+        image, direction = split_observation(obs)
+        batch = image.shape[:-3]
+        conv = nn.Conv(self.filters, (3, 3), padding="SAME", kernel_init=orthogonal(np.sqrt(2)))
+        x = nn.relu(conv(image.reshape((-1,) + image.shape[-3:]))).reshape(batch + (-1,))
+        return jnp.concatenate([x, dense(self.direction_features, np.sqrt(2))(direction)], axis=-1)
+
+
+TORSOS = ("dense", "maze_conv")
+
+
 class RecurrentActorCritic(nn.Module):
-    """Dense embedding -> GRU (reset at episode starts) -> actor and critic MLP heads.
+    """Embedding -> GRU (reset at episode starts) -> actor and critic MLP heads. The embedding (`torso`) is a
+    dense layer ("dense") or the maze's convolution over its egocentric view ("maze_conv", `MazeTorso`).
 
     obs: (T, B, obs_dim), resets: (T, B) -> (carry (B, H), policy over (T, B), value (T, B)).
     """
@@ -223,10 +246,14 @@ class RecurrentActorCritic(nn.Module):
     actor_hidden: Sequence[int] = (64,)
     critic_hidden: Sequence[int] = (64,)
     activation: str = "tanh"
+    torso: str = "dense"
 
     @nn.compact
     def __call__(self, carry: jax.Array, obs: jax.Array, resets: jax.Array):
-        x = ACTIVATIONS[self.activation](dense(self.hidden_size, np.sqrt(2))(obs))
+        if self.torso == "maze_conv":
+            x = MazeTorso()(obs)
+        else:
+            x = ACTIVATIONS[self.activation](dense(self.hidden_size, np.sqrt(2))(obs))
         carry, x = ResetGRU(self.hidden_size)(carry, x, resets)
         pi = PolicyHead(self.num_actions, self.action_dim)(MLP(self.actor_hidden, self.activation)(x))
         value = dense(1, 1.0)(MLP(self.critic_hidden, self.activation)(x))

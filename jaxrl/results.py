@@ -118,8 +118,9 @@ def plot_curves(
     valid: np.ndarray,
     labels: Sequence[str],
     title: str = "",
+    ylabel: str = "training return (IQM, 95% CI)",
 ) -> None:
-    """One line per group: IQM over seeds of the training return, 95% bootstrap band.
+    """One line per group: IQM over seeds of the training return (or what `ylabel` names), 95% bootstrap band.
 
     env_steps: (U,); returns, valid: (G, S, U) per group, seed and update; an update with no finished episode
     (valid false) carries the seed's previous value forward (NaN until its first finished episode).
@@ -140,7 +141,7 @@ def plot_curves(
         line = ax.plot(xs, centre, label=label)[0]
         ax.fill_between(xs, bands[:, 0], bands[:, 1], alpha=0.25, color=line.get_color(), linewidth=0)
     ax.set_xlabel("environment steps")
-    ax.set_ylabel("training return (IQM, 95% CI)")
+    ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
     ax.grid(alpha=0.3)

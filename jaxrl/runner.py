@@ -4,6 +4,10 @@ chunks, never inside the compiled program.
 
 Run r = (grid point g, seed s), r = g * num_seeds + s, trains exactly as `agent.train(jax.random.key(seed),
 hparams_g)` would: same key splits, same updates, same final evaluation.
+
+An agent may also define `snapshot(carry, key) -> dict of arrays`, recorded after every chunk (e.g. an evaluation
+on held-out levels); it reaches curves.npz as `snapshot_NAME` (grid point, seed, chunk, ...), with
+`snapshot_env_steps`. It only reads the carry, so it never changes a run's results.
 """
 
 from __future__ import annotations
@@ -133,12 +137,14 @@ def run(
     init_fn = axis.map(agent.init)
     chunk_fn = axis.map(chunk, donate_argnums=(0,))
     eval_fn = axis.map(agent.evaluate)
+    snapshot_fn = axis.map(agent.snapshot) if hasattr(agent, "snapshot") else None
     sharding, devices = init_fn.sharding, len(init_fn.devices)
 
     def compile_all(init_keys, hparams) -> float:
         """Compile init, chunk and evaluation once (all batches share shapes); returns seconds spent."""
         abstract_carry = init_fn.eval_shape(init_keys, hparams)
-        return init_fn.compile(init_keys, hparams) + chunk_fn.compile(abstract_carry, hparams) + eval_fn.compile(abstract_carry, init_keys)
+        seconds = init_fn.compile(init_keys, hparams) + chunk_fn.compile(abstract_carry, hparams) + eval_fn.compile(abstract_carry, init_keys)
+        return seconds + (snapshot_fn.compile(abstract_carry, init_keys) if snapshot_fn else 0.0)
 
     ckpt_dir = out / "checkpoints"
     host: dict[str, np.ndarray] = {}
@@ -187,6 +193,13 @@ def run(
                     if name not in host:
                         host[name] = np.zeros((num_runs, num_updates), value.dtype)
                     host[name][sl, c * k : (c + 1) * k] = value
+                if snapshot_fn:
+                    snapshot = {f"snapshot_{name}": np.asarray(v) for name, v in snapshot_fn(carry, eval_keys).items()}
+                    for name, value in snapshot.items():
+                        if name not in host:
+                            host[name] = np.zeros((num_runs, num_chunks, *value.shape[1:]), value.dtype)
+                        host[name][sl, c] = value
+                    metrics = {**metrics, **snapshot}
                 # Every chunk's metrics reach the disk at once (curves.npz gathers them at the end).
                 results.atomic_write_npz(out / "metrics" / f"batch{b:04d}_chunk{c:05d}.npz", {**metrics, "runs": np.arange(num_runs)[sl]})
                 bar.update(k)
@@ -290,10 +303,14 @@ def _summarize(agent, plan, host, final_return, status, compiles_total, compile_
 
 def _write_results(out: Path, plan: RunPlan, host, final_return, summary, steps_per_update, status) -> None:
     num_points, num_seeds = len(plan.grid()), len(plan.seeds)
-    curves = {name: v.reshape(num_points, num_seeds, -1) for name, v in host.items()}
-    num_updates = next(iter(curves.values())).shape[-1] if curves else 0
+    curves = {name: v.reshape(num_points, num_seeds, *v.shape[1:]) for name, v in host.items()}
+    num_updates = curves["loss"].shape[2] if curves else 0
     env_steps = (np.arange(num_updates) + 1) * steps_per_update
-    results.atomic_write_npz(out / "curves.npz", {**curves, "env_steps": env_steps, "final_return": final_return.reshape(num_points, num_seeds)})
+    extra = {"env_steps": env_steps, "final_return": final_return.reshape(num_points, num_seeds)}
+    snapshots = [v for name, v in curves.items() if name.startswith("snapshot_")]
+    if snapshots:
+        extra["snapshot_env_steps"] = (np.arange(snapshots[0].shape[2]) + 1) * (num_updates // snapshots[0].shape[2]) * steps_per_update
+    results.atomic_write_npz(out / "curves.npz", {**curves, **extra})
     results.atomic_write_json(out / "summary.json", summary)
     if not curves:
         return

@@ -30,7 +30,7 @@ from flax import struct
 from jaxrl import envs, objectives, speedups
 from jaxrl.agents.base import Agent
 from jaxrl.envs.errors import InvalidChoiceError, invalid_choice
-from jaxrl.networks import ACTIVATIONS, ActorCritic, RecurrentActorCritic, policy_noise, sample_with_noise
+from jaxrl.networks import ACTIVATIONS, TORSOS, ActorCritic, RecurrentActorCritic, policy_noise, sample_with_noise
 from jaxrl.networks import init_params as init_network
 from jaxrl.returns import gae
 
@@ -56,6 +56,7 @@ class PPOConfig:
     activation: str = "tanh"
     recurrent: bool = False  # GRU torso; minibatches then split environments, not single steps
     gru_size: int = 128
+    torso: str = "dense"  # the recurrent network's embedding: dense, or maze_conv (the maze's view, networks.MazeTorso)
     objective: str = "ppo_clip"  # a name from jaxrl.objectives.NAMES or a saved objective file (.npz)
     objective_options: tuple[tuple[str, Any], ...] = ()
     continuous_actions: str = "clip"  # how a Gaussian sample reaches a bounded action space: clip or tanh
@@ -90,6 +91,10 @@ class PPOConfig:
             raise invalid_choice("continuous_actions", self.continuous_actions, CONTINUOUS_ACTIONS)
         if self.optimizer not in OPTIMIZERS:
             raise invalid_choice("optimizer", self.optimizer, OPTIMIZERS)
+        if self.torso not in TORSOS:
+            raise invalid_choice("torso", self.torso, TORSOS)
+        if self.torso != "dense" and not self.recurrent:
+            raise InvalidChoiceError(f"torso={self.torso} needs recurrent=true (it embeds the GRU's input)")
 
 
 @struct.dataclass
@@ -184,7 +189,7 @@ def make_policy(config: PPOConfig, obs_dim: int, num_actions: int, action_dim: i
     """The configured actor-critic (MLP, or GRU torso with `recurrent`) behind the one sequence interface, so the
     rollout, the loss and the evaluation never branch on the network kind."""
     if config.recurrent:
-        net = RecurrentActorCritic(num_actions, action_dim, config.gru_size, config.actor_hidden, config.critic_hidden, config.activation)
+        net = RecurrentActorCritic(num_actions, action_dim, config.gru_size, config.actor_hidden, config.critic_hidden, config.activation, config.torso)
         example = (jnp.zeros((config.num_envs, config.gru_size)), jnp.zeros((1, config.num_envs, obs_dim)), jnp.zeros((1, config.num_envs), bool))
         return Policy(net.apply, lambda key: init_network(net, key, *example), config.gru_size, True)
 
@@ -235,6 +240,16 @@ def squashed_entropy(pi: distrax.Distribution, action: jax.Array, spaces: Spaces
     return pi.entropy() + log_det.sum(-1)
 
 
+def episode_metrics(traj: Transition) -> dict[str, jax.Array]:
+    """The episodes that ended during a rollout: their mean return, whether any ended, and how many."""
+    finished = traj.done.sum()
+    return {
+        "episode_return": (traj.episode_return * traj.done).sum() / jnp.maximum(finished, 1),
+        "episode_return_valid": finished > 0,
+        "episodes": finished,
+    }
+
+
 # ---------------------------------------------------------------------------------------------- the agent
 
 
@@ -264,16 +279,18 @@ class PPO(Agent):
     def default_hparams(self) -> PPOHparams:
         return _as_float_tree(PPOHparams(objective=self.objective_params))
 
-    def env_stack(self, gamma: jax.Array | None = None, *, evaluation: bool = False, obs_stats: Any = None) -> Any:
+    def env_stack(self, gamma: jax.Array | None = None, *, evaluation: bool = False, obs_stats: Any = None,
+                  eval_levels: int = 0) -> Any:
         """The training (or evaluation) environment stack. Reward normalisation discounts with `gamma`, the
-        agent's own (traced) discount, so a sweep over gamma keeps the two consistent and never recompiles."""
+        agent's own (traced) discount, so a sweep over gamma keeps the two consistent and never recompiles.
+        eval_levels > 0: an evaluation stack of that many copies, each with its own parameters (levels)."""
         c = self.config
         spec = envs.StackSpec(
-            num_envs=c.eval_episodes if evaluation else c.num_envs,
+            num_envs=eval_levels or (c.eval_episodes if evaluation else c.num_envs),
             clip_actions=c.continuous_actions == "clip",
             normalize_obs=c.normalize_obs,
             normalize_reward=c.normalize_reward,
-            per_env_params=not evaluation,
+            per_env_params=not evaluation or eval_levels > 0,
         )
         return envs.build_stack(self.env, spec, evaluation=evaluation, reward_gamma=gamma, obs_stats=obs_stats)
 
@@ -443,11 +460,7 @@ class PPO(Agent):
         perms = speedups.permutations(batch.epoch_key, num_columns, (c.update_epochs,))
         (params, opt_state), stats = jax.lax.scan(epoch, (carry.params, carry.opt_state), perms)
 
-        finished = batch.traj.done.sum()
-        metrics = {k: v.mean() for k, v in stats.items()}
-        metrics["episode_return"] = (batch.traj.episode_return * batch.traj.done).sum() / jnp.maximum(finished, 1)
-        metrics["episode_return_valid"] = finished > 0
-        metrics["episodes"] = finished
+        metrics = {**{k: v.mean() for k, v in stats.items()}, **episode_metrics(batch.traj)}
         return carry.replace(params=params, opt_state=opt_state, update=carry.update + 1), metrics
 
     def update(self, carry: PPOCarry, hparams: PPOHparams) -> tuple[PPOCarry, dict]:
@@ -472,12 +485,19 @@ class PPO(Agent):
     def evaluate(self, carry: PPOCarry, key: jax.Array) -> jax.Array:
         """Mean undiscounted return of the current policy over `eval_episodes` fresh episodes (one each) of the
         default environment, observations normalised with the training statistics, frozen."""
+        return self.episode_returns(carry, key).mean()
+
+    def episode_returns(self, carry: PPOCarry, key: jax.Array, levels: Any = None) -> jax.Array:
+        """Undiscounted returns (n,) of one fresh episode each: of the default environment (n = eval_episodes), or
+        of `levels`, environment parameters with a leading axis n (one level per episode, e.g. held-out mazes)."""
         c, s = self.config, self.spaces
         stats = envs.find_obs_stats(carry.env_state) if c.normalize_obs else None
-        env = self.env_stack(evaluation=True, obs_stats=stats)
+        n = c.eval_episodes if levels is None else jax.tree.leaves(levels)[0].shape[0]
+        env = self.env_stack(evaluation=True, obs_stats=stats, eval_levels=0 if levels is None else n)
+        env_params = self.default_env_params if levels is None else levels
         reset_key, noise_key, step_key = jax.random.split(key, 3)
-        obs, env_state = env.reset(reset_key, self.default_env_params)
-        n, limit = c.eval_episodes, self.eval_limit()
+        obs, env_state = env.reset(reset_key, env_params)
+        limit = self.eval_limit()
         noise = policy_noise(speedups.loop_key(noise_key), (limit, n), s.num_actions, s.action_dim)
         xs = (noise, speedups.split_for_loop(step_key, limit))
 
@@ -485,14 +505,14 @@ class PPO(Agent):
             noise, env_key = xs
             hidden, pi, _ = self.policy.apply(carry.params, state.hidden, state.obs[None], state.first[None])
             action = pi.mode() if c.eval_deterministic else sample_with_noise(pi, noise[None])
-            obs, env_state, reward, terminated, truncated, _ = env.step(env_key, state.env_state, self.to_env_action(action[0]), self.default_env_params)
+            obs, env_state, reward, terminated, truncated, _ = env.step(env_key, state.env_state, self.to_env_action(action[0]), env_params)
             total = state.total + reward * state.active
             active = state.active & ~(terminated | truncated)  # each episode counts once, up to its end
             return EvalState(obs, env_state, hidden, jnp.zeros_like(state.first), active, total), None
 
         start = EvalState(obs, env_state, jnp.zeros((n, self.policy.hidden_size)), jnp.ones((n,), bool), jnp.ones((n,), bool), jnp.zeros((n,)))
         end, _ = jax.lax.scan(step, start, xs)
-        return end.total.mean()
+        return end.total
 
 
 def make_agent(config: PPOConfig) -> PPO:

@@ -77,6 +77,27 @@ def learnability(success: jax.Array) -> jax.Array:
     return p * (1.0 - p)
 
 
+def rollout_scores(name: str, advantages: jax.Array, values: jax.Array, done: jax.Array, episode_return: jax.Array) -> jax.Array:
+    """Score `name` of each level from one rollout on it, all arrays (T, B), B levels (one per environment):
+    advantages (GAE), values V(s_t), done (an episode ended at step t), episode_return (the return of the episode
+    that ended at t, where done). -> (B,).
+
+    - pvl: `positive_value_loss` over the whole rollout.
+    - maxmc: `max_mc` with R_max the highest return of an episode that ended in this rollout (0 when none did;
+      for levels whose returns are >= 0, as the maze's).
+    - learnability: p (1 - p), p the fraction of the rollout's finished episodes that were solved (return > 0).
+    """
+    if name == "pvl":
+        return positive_value_loss(advantages)
+    if name == "maxmc":
+        max_return = update_max_return(jnp.zeros(done.shape[1:]), episode_return, done)
+        return max_mc(values, max_return)
+    if name == "learnability":
+        solved = jnp.sum(done & (episode_return > 0), axis=0)
+        return learnability(success_rate(solved, jnp.sum(done, axis=0)))
+    raise invalid_choice("score function", name, SCORE_FUNCTIONS)
+
+
 SCORE_FUNCTIONS: dict[str, Callable[..., jax.Array]] = {
     "pvl": positive_value_loss,
     "maxmc": max_mc,
