@@ -83,6 +83,13 @@ def barrier_transposed_weight_grad() -> bool:
     return enabled()
 
 
+def conv_as_patches() -> bool:
+    """Whether `networks.conv3x3` is a product of a patch matrix (the 9 shifted copies of the image side by side)
+    with the flattened kernel: XLA:CPU's convolution backward pass on the maze's 5x5 views took half of a
+    maze student's learning step; as one matrix product it is a few per cent."""
+    return enabled()
+
+
 def critic_pass(critic, obs: jax.Array, final_obs: jax.Array, rollout_values: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(values of obs, values of final_obs) for a feed-forward critic; obs and final_obs (T, N, obs_dim), values
     (T, N). Enabled: one pass over both, replacing the values the rollout computed step by step (one large product

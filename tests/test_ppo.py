@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import flax.linen as nn
 from flax import struct
 
 from jaxrl import envs, objectives
@@ -253,3 +254,30 @@ def test_squashed_entropy_is_the_entropy_of_the_squashed_action():
     assert estimate == pytest.approx(reference, abs=0.01)  # Monte Carlo error of the estimate ~0.002
     gaussian = float(jnp.mean(pi.entropy()))
     assert gaussian - estimate > 0.3  # the Gaussian's entropy alone overstates it
+
+
+def test_gru_equals_flax_gru_cell():
+    """The fused GRU (one input projection for the whole sequence, one recurrent product per step) computes flax's
+    GRUCell step for step, given the same weights laid side by side."""
+    from jaxrl.networks import ResetGRU
+
+    gru = ResetGRU(6)
+    x = jax.random.normal(jax.random.key(0), (5, 3, 4))
+    resets = jnp.zeros((5, 3), bool).at[2, 1].set(True)
+    h0 = jax.random.normal(jax.random.key(1), (3, 6))
+    params = gru.init(jax.random.key(2), h0, x, resets)["params"]
+    noisy = jax.tree.map(lambda p: p + 0.1 * jax.random.normal(jax.random.key(3), p.shape), params)  # nonzero biases too
+    _, out = gru.apply({"params": noisy}, h0, x, resets)
+
+    cell = nn.GRUCell(6)
+    wi, wh = np.split(np.asarray(noisy["input_kernel"]), 3, axis=1), np.split(np.asarray(noisy["hidden_kernel"]), 3, axis=1)
+    bi = np.split(np.asarray(noisy["input_bias"]), 3)
+    cell_params = {"params": {
+        "ir": {"kernel": wi[0], "bias": bi[0]}, "iz": {"kernel": wi[1], "bias": bi[1]}, "in": {"kernel": wi[2], "bias": bi[2]},
+        "hr": {"kernel": wh[0]}, "hz": {"kernel": wh[1]}, "hn": {"kernel": wh[2], "bias": np.asarray(noisy["hidden_bias"])},
+    }}
+    h = h0
+    for t in range(5):
+        h = jnp.where(resets[t][:, None], 0.0, h)
+        h, y = cell.apply(cell_params, h, x[t])
+        np.testing.assert_allclose(out[t], y, atol=1e-5)
