@@ -52,13 +52,14 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=10, help="updates per timed chunk")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--capacity", type=int, default=4000)
+    parser.add_argument("--gru-size", type=int, default=256, help="the student's recurrent width (JaxUED: an LSTM of 256)")
     args = parser.parse_args()
     print(f"devices: {jax.devices()}")
     row = measure_throughput("Maze-v0", num_envs=32, num_steps=2048)
     print("raw maze, random actions: " + format_row(row))
     for method in args.methods.split(","):
         # min_fill low enough that PLR and ACCEL replay inside the benchmark (the replay branch includes learning).
-        bench_method(method, args.seeds, args.updates, args.repeats, capacity=args.capacity, min_fill=0.0)
+        bench_method(method, args.seeds, args.updates, args.repeats, capacity=args.capacity, min_fill=0.0, gru_size=args.gru_size)
 
 
 if __name__ == "__main__":
