@@ -229,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     def run_flags(p: argparse.ArgumentParser) -> None:
         p.add_argument("--out", help="results folder (default results/ALGO-ENV-TIME)")
         p.add_argument("--resume", metavar="DIR", help="continue an interrupted run from its results folder")
-        p.add_argument("--chunk-updates", type=_positive_int, default=50, help="updates per compiled chunk (default 50)")
+        p.add_argument("--chunk-updates", type=_positive_int, default=50, help="updates per compiled chunk (default %(default)s)")
         p.add_argument("--checkpoint-every", type=_positive_int, default=10, help="checkpoint every N chunks (default 10)")
         p.add_argument("--devices", type=_devices, default=None, help="all (default) or N: devices to shard runs over")
         p.add_argument("--block-runs", type=_positive_int, default=None,

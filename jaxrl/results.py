@@ -181,10 +181,13 @@ def report_markdown(title: str, rows: list[tuple[str, dict[str, float]]], notes:
     lines = [f"# {title}", "", "Final return: evaluation of the final policy, statistics over seeds.", ""]
     lines.append("| grid point | IQM | 95% CI (IQM) | mean | median | std | seeds |")
     lines.append("|---|---:|---|---:|---:|---:|---:|")
+    # One decimal hides differences of returns in [0, 1] (a maze's, a solve rate): show three there.
+    small = all(abs(st[k]) < 10 for _, st in rows for k in ("iqm", "ci_low", "ci_high", "mean", "median"))
+    f = ".3f" if small else ".1f"
     for label, st in rows:
         lines.append(
-            f"| {label} | {st['iqm']:.1f} | [{st['ci_low']:.1f}, {st['ci_high']:.1f}] | {st['mean']:.1f} | "
-            f"{st['median']:.1f} | {st['std']:.1f} | {st['n']} |"
+            f"| {label} | {st['iqm']:{f}} | [{st['ci_low']:{f}}, {st['ci_high']:{f}}] | {st['mean']:{f}} | "
+            f"{st['median']:{f}} | {st['std']:{f}} | {st['n']} |"
         )
     lines += ["", *notes]
     return "\n".join(lines) + "\n"
