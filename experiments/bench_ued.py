@@ -16,6 +16,7 @@ import time
 import jax
 import jax.numpy as jnp
 
+from jaxrl.devices import default_block_runs, map_in_blocks
 from jaxrl.envbench import format_row, measure_throughput
 from jaxrl.meta.ued import UEDConfig, make_agent
 
@@ -27,8 +28,10 @@ def bench_method(method: str, seeds: int, updates: int, repeats: int, **settings
     def chunk(carry, hp):
         return jax.lax.scan(lambda c, _: agent.update(c, hp), carry, None, updates)
 
-    init = jax.jit(jax.vmap(agent.init))
-    run = jax.jit(jax.vmap(chunk), donate_argnums=(0,))
+    # As the runner runs them: vmapped in blocks of default_block_runs(seeds) runs (1 below 16 seeds).
+    block = default_block_runs(seeds)
+    init = jax.jit(map_in_blocks(agent.init, block))
+    run = jax.jit(map_in_blocks(chunk, block), donate_argnums=(0,))
     keys = jax.vmap(jax.random.key)(jnp.arange(seeds))
     t0 = time.perf_counter()
     carry = init(keys, hparams)
@@ -41,7 +44,7 @@ def bench_method(method: str, seeds: int, updates: int, repeats: int, **settings
         jax.block_until_ready(metrics)
         rates.append(seeds * updates * agent.steps_per_update / (time.perf_counter() - t0))
     replay = float(metrics["replay"].mean())
-    print(f"{method:6s} seeds={seeds}: compile {compile_s:5.1f} s; env steps/s per chunk "
+    print(f"{method:6s} seeds={seeds} (blocks of {block}): compile {compile_s:5.1f} s; env steps/s per chunk "
           + ", ".join(f"{r:,.0f}" for r in rates) + f"; best {max(rates):,.0f} (replay fraction in the last chunk {replay:.2f})", flush=True)
 
 

@@ -64,11 +64,17 @@ def default_block_runs(num_runs: int) -> int:
     return largest_divisor_at_most(num_runs, num_runs // 8)
 
 
-def _blocked(fn: Callable, block_runs: int) -> Callable:
-    """fn vmapped over the leading run axis of every argument, `block_runs` runs at a time, blocks in sequence."""
+def map_in_blocks(fn: Callable, block_runs: int) -> Callable:
+    """fn vmapped over the leading run axis of every argument, `block_runs` runs at a time, blocks in sequence.
+
+    Blocks of one run are not vmapped: under a vmap a `lax.cond` whose predicate differs per run computes both
+    branches and selects, while a single run takes only its branch (a robust PLR update on new levels then skips the
+    learning step it would discard)."""
 
     def blocked(*args):
         n = jax.tree.leaves(args)[0].shape[0]
+        if block_runs == 1:
+            return jax.lax.map(lambda a: fn(*a), args)
         blocks = jax.tree.map(lambda x: x.reshape(n // block_runs, block_runs, *x.shape[1:]), args)
         out = jax.lax.map(lambda a: jax.vmap(fn)(*a), blocks)
         return jax.tree.map(lambda x: x.reshape(n, *x.shape[2:]), out)
@@ -97,7 +103,7 @@ class RunMap:
         self.devices = run_devices(num_runs // block_runs, max_devices)
         self.per_device = num_runs // len(self.devices)
         self.sharding = run_sharding(num_runs // block_runs, max_devices)  # blocks, not runs, are what devices share
-        self._jit = jax.jit(_blocked(fn, block_runs), donate_argnums=donate_argnums)
+        self._jit = jax.jit(map_in_blocks(fn, block_runs), donate_argnums=donate_argnums)
         self._compiled: list[Any] = []
 
     def _local(self, x: Any, device: Any) -> jax.ShapeDtypeStruct:
