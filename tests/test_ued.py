@@ -71,7 +71,8 @@ def test_plr_never_replays_before_min_fill_and_robust_plr_trains_only_on_replay(
     state = c.init(jax.random.key(0))
     levels = jax.vmap(lambda k: maze.random_level(k, 25))(jax.random.split(jax.random.key(1), 7))
     state = state.replace(buffer=insert(state.buffer, levels, jnp.arange(7.0)))  # 7 < min_levels = 8
-    kinds = [int(c.propose(state, jax.random.key(i)).kind) for i in range(20)]
+    propose = jax.jit(c.propose)
+    kinds = [int(propose(state, jax.random.key(i)).kind) for i in range(20)]
     assert kinds == [cur.NEW] * 20
     new = c.propose(state, jax.random.key(0))
     assert not bool(c.trains_on(new))
@@ -79,7 +80,7 @@ def test_plr_never_replays_before_min_fill_and_robust_plr_trains_only_on_replay(
     assert bool(_maze_curriculum("plr", robust=False).trains_on(new))  # the original PLR trains on new levels too
 
     full = state.replace(buffer=insert(state.buffer, jax.vmap(lambda k: maze.random_level(k, 25))(jax.random.split(jax.random.key(2), 1)), jnp.array([9.0])))
-    kinds = np.array([int(c.propose(full, jax.random.key(i)).kind) for i in range(200)])
+    kinds = np.array([int(propose(full, jax.random.key(i)).kind) for i in range(200)])
     assert 0.7 < (kinds == cur.REPLAY).mean() < 0.9  # replay_prob 0.8 once the buffer holds min_fill * capacity
 
 

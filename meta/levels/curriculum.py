@@ -24,8 +24,9 @@ gradient ever comes from a new level, not even after its first episode (a bug of
 trained on new levels once their first episode had ended). `robust=False` gives the original PLR, which also
 trains on new levels.
 
-Under a vmap over seeds every branch is a select, so every update costs one rollout and one (possibly discarded)
-learning step, whatever it proposes: the cost is the same each update, and nothing is recompiled per branch.
+The candidates of `propose` are all built and one is selected (cheap next to a rollout). Whether to learn is a
+`lax.cond` in the UED agent: a single run skips the learning step on NEW and EDIT rollouts, while under a vmap over
+runs the cond becomes a select and every update computes a learning step (discarded where not wanted).
 """
 
 from __future__ import annotations
@@ -93,8 +94,7 @@ class Curriculum:
         return CurriculumState(init_buffer(example, capacity), jnp.int32(NEW), levels)
 
     def propose(self, state: CurriculumState, key: jax.Array) -> Proposal:
-        """The next batch of levels. NEW, REPLAY and EDIT candidates are all built and one is selected (cheap next
-        to a rollout, and a select is what a vmap over seeds makes of a branch anyway)."""
+        """The next batch of levels. NEW, REPLAY and EDIT candidates are all built and one is selected."""
         new_key, replay_key, sample_key, edit_key = jax.random.split(key, 4)
         new = jax.vmap(self.new_level)(jax.random.split(new_key, self.batch_size))
         no_indices = jnp.zeros((self.batch_size,), jnp.int32)
