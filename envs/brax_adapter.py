@@ -8,6 +8,8 @@ the step did not also terminate.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import warnings
 from typing import Any
 
@@ -44,6 +46,14 @@ class BraxParams:
     max_steps_in_episode: int = 1000
 
 
+def _import_brax_envs() -> Any:
+    """`brax.envs`, imported without the lines mujoco prints to stdout when its optional GPU backend (warp) is
+    missing ("Failed to import warp: ..."): on every Brax run they read like an error, and nothing here uses warp."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        from brax import envs as brax_envs
+    return brax_envs
+
+
 @struct.dataclass
 class BraxEnvState:
     brax_state: Any  # brax.envs.State: pipeline state, obs, reward, done, metrics, info
@@ -54,7 +64,7 @@ class BraxEnv:
     """A Brax environment with `reset(key, params)` / `step(key, state, action, params)` and auto-reset."""
 
     def __init__(self, name: str, backend: str = DEFAULT_BRAX_BACKEND, **kwargs: Any):
-        from brax import envs as brax_envs
+        brax_envs = _import_brax_envs()
 
         from jaxrl.envs.errors import invalid_choice
 

@@ -38,12 +38,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# Exit status of a command stopped by SIGINT / SIGTERM after checkpointing: not 0, so scripts do not mistake it for
+# a finished run, and not 2 (bad input) or 1 (a crash): it can be resumed.
+EXIT_INTERRUPTED = 3
+
+
 def _resolve_plan(algo_name: str | None, settings: dict, args: argparse.Namespace, algorithms: dict | None = None):
     """Settings + flags -> (RunPlan, agent, base hyperparameter overrides); validates everything before any
     file is touched. algorithms: name -> algorithm module (default jaxrl.agents.ALGORITHMS)."""
     from jaxrl import objectives
     from jaxrl.agents import ALGORITHMS
-    from jaxrl.config import build, parse_assignment
+    from jaxrl.config import _yaml_number_fix, build, parse_assignment
     from jaxrl.envs.errors import InvalidChoiceError, invalid_choice
     from jaxrl.runner import OBJECTIVE_KEY, RunPlan
 
@@ -67,7 +72,7 @@ def _resolve_plan(algo_name: str | None, settings: dict, args: argparse.Namespac
             raise InvalidChoiceError(f"expected --sweep KEY=V1,V2,..., got {text!r}")
         sweep[key.strip()] = [parse_assignment(f"{key}={v}")[1] for v in values.split(",")]
     for key, values in sweep.items():
-        values = values if isinstance(values, list) else [values]
+        values = _yaml_number_fix(values if isinstance(values, list) else [values])
         if not values:
             raise InvalidChoiceError(f"--sweep {key} has no values")
         sweep[key] = values
@@ -108,6 +113,12 @@ def _cmd_train(args: argparse.Namespace, algo_name: str | None = None, settings:
 
     if args.resume:
         out = Path(args.resume)
+        try:
+            finished = json.loads((out / "summary.json").read_text()).get("status") == "finished"
+        except (OSError, ValueError):
+            finished = False
+        if finished:
+            raise InvalidChoiceError(f"{str(out)!r} holds a finished run: nothing to resume (its results are in that folder)")
         try:
             saved = json.loads((out / "run.json").read_text())
         except (OSError, ValueError) as err:
@@ -154,6 +165,7 @@ def _cmd_train(args: argparse.Namespace, algo_name: str | None = None, settings:
     print((out / "report.md").read_text() if (out / "report.md").exists() else "")
     if summary["status"] == "interrupted":
         print(f"interrupted: continue with  {command} --resume {out}")
+        return EXIT_INTERRUPTED
     return 0
 
 
@@ -199,17 +211,41 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 def _devices(text: str) -> int | None:
     if text == "all":
         return None
-    return _positive_int(text)
+    try:
+        return _positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or all, got {text!r}") from None
 
 
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer{' or all' if text else ''}, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+def settings_help(algorithms: dict) -> str:
+    """Every setting of each algorithm with its default: static ones (a change recompiles) and hyperparameters
+    (traced: --sweep them)."""
+    lines = []
+    for name, module in algorithms.items():
+        hparams = module.Hparams()
+        lines.append(f"settings of {name} (--set KEY=VALUE or YAML; static: each value compiles its own program):")
+        lines += [f"  {f.name} = {f.default!r}" for f in dataclasses.fields(module.Config)]
+        lines.append(f"hyperparameters of {name} (traced: --sweep KEY=V1,V2 compiles once):")
+        lines += [f"  {f.name} = {float(getattr(hparams, f.name)):g}" for f in dataclasses.fields(module.Hparams) if f.name != "objective"]
+        lines.append("  objective.<param> = the objective's parameters (e.g. objective.clip_eps)")
+    return "\n".join(lines)
+
+
+def with_settings_help(parser: argparse.ArgumentParser, algorithms: Any) -> None:
+    """Append `settings_help` to the parser's --help. algorithms: a function returning the table, called only when
+    help is shown (it imports the agents, which plain commands should not pay for at start-up)."""
+    plain = parser.format_help
+    parser.format_help = lambda: plain() + "\n" + settings_help(algorithms()) + "\n"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -237,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("train", help="train a grid of hyperparameters x seeds as one compiled program")
+    with_settings_help(p, lambda: __import__("jaxrl.agents", fromlist=["ALGORITHMS"]).ALGORITHMS)
     p.add_argument("algo", nargs="?", help="algorithm (ppo)")
     p.add_argument("--env", help="environment id (see `jaxrl envs`)")
     p.add_argument("--seeds", type=_positive_int, help="number of seeds, vmapped (default 1)")
@@ -287,6 +324,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InvalidChoiceError as err:
         print(f"jaxrl: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # a second SIGINT / SIGTERM while the first was being honoured
+        print("\njaxrl: stopped at once by a second signal; the last checkpoint (if any) is kept, --resume continues from it",
+              file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

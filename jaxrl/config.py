@@ -124,11 +124,24 @@ def read_hparam(hparams: Any, key: str) -> Any:
     return node
 
 
+def check_range(key: str, value: float, ranges: dict[str, tuple[float, float, str]]) -> None:
+    """Refuse a hyperparameter outside its valid range: ranges maps a name to (low, high, description), the
+    interval closed at both ends (use math.nextafter for an open end)."""
+    if key in ranges:
+        low, high, text = ranges[key]
+        if not low <= value <= high:
+            raise InvalidChoiceError(f"invalid {key} {value!r}; choices: {text}")
+
+
 def apply_overrides(hparams: Any, overrides: dict[str, float]) -> Any:
     """Set hyperparameters, and objective parameters by dotted path (`objective.clip_eps`,
     `objective.dpo.alpha` inside an objective sweep), on an Hparams pytree (a flax struct dataclass)."""
     if not overrides:
         return hparams
+    fields = [f.name for f in dataclasses.fields(hparams) if f.name != "objective"]
+    for key in overrides:
+        if not key.startswith("objective.") and key not in fields:
+            raise invalid_choice("hyperparameter", key, [*fields, "objective.<param>"])
     if not hasattr(hparams, "objective"):  # an agent without an objective: plain fields only
         bad = [k for k in overrides if k.startswith("objective.")]
         if bad:

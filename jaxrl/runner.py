@@ -13,6 +13,7 @@ on held-out levels); it reaches curves.npz as `snapshot_NAME` (grid point, seed,
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import json
 import os
@@ -29,7 +30,7 @@ import numpy as np
 from jaxrl import objectives, results
 from jaxrl.agents.base import params_of
 from jaxrl.checkpoints import StopFlag, restore_tree, save_tree
-from jaxrl.config import apply_overrides
+from jaxrl.config import apply_overrides, check_range
 from jaxrl.devices import largest_divisor_at_most
 from jaxrl.envs.errors import InvalidChoiceError
 from jaxrl.run_axis import RunAxis
@@ -83,6 +84,8 @@ def build_hparams(agent: Any, plan: RunPlan, base_overrides: dict[str, float]) -
                 raise InvalidChoiceError(f"sweep values of {key} must be numbers, got {value!r}")
             else:
                 overrides[key] = float(value)
+        for key, value in {**base_overrides, **overrides}.items():
+            check_range(key, value, getattr(agent, "hparam_ranges", {}))
         out.append(apply_overrides(base, overrides))
     return out
 
@@ -108,10 +111,13 @@ def run(
     num_seeds, num_points = len(plan.seeds), len(grid_hparams)
     num_runs = num_seeds * num_points
     num_updates = agent.num_updates
-    state = _read_state(out / "checkpoints" / "state.json") if resume else None
+    # Resuming a run stopped before its first checkpoint (e.g. while compiling) starts it from the beginning.
+    state_file = out / "checkpoints" / "state.json"
+    state = _read_state(state_file) if resume and (state_file.exists() or (out / "checkpoints").exists()) else None
     # A resumed run keeps the chunk size it was checkpointed with: chunk indices are in its units.
-    k = state["chunk_updates"] if state else largest_divisor_at_most(num_updates, chunk_updates)
-    num_chunks = num_updates // k
+    k = state["chunk_updates"] if state else chunk_size(num_updates, chunk_updates)
+    num_chunks = -(-num_updates // k)
+    last_k = num_updates - (num_chunks - 1) * k  # the last chunk is shorter when k does not divide the updates
     steps_per_update = agent.steps_per_update
 
     run_hparams = jax.tree.map(lambda *xs: jnp.stack([x for x in xs for _ in range(num_seeds)]), *grid_hparams)
@@ -122,7 +128,7 @@ def run(
                         block_runs=(state or {}).get("block_runs") or block_runs, max_devices=max_devices)
     batch_runs, fit, block, num_batches = axis.batch_runs, axis.fit, axis.block_runs, axis.num_batches
 
-    def chunk(carry, hparams):
+    def chunk(carry, hparams, length=k):
         def body(c, _):
             c, metrics = agent.update(c, hparams)
             finite = jnp.isfinite(metrics["loss"]) & jnp.all(
@@ -130,12 +136,12 @@ def run(
             )
             return c, {**metrics, "finite": finite, "update_done": jnp.bool_(True)}
 
-        return jax.lax.scan(body, carry, None, k)
+        return jax.lax.scan(body, carry, None, length)
 
     # One single-device program per device, runs in fixed-size blocks: a run's numbers do not depend on the
     # number of devices (see devices.RunMap), and every chunk reuses the one compiled chunk program.
     init_fn = axis.map(agent.init)
-    chunk_fn = axis.map(chunk, donate_argnums=(0,))
+    chunk_fns = {length: axis.map(functools.partial(chunk, length=length), donate_argnums=(0,)) for length in {k, last_k}}
     eval_fn = axis.map(agent.evaluate)
     snapshot_fn = axis.map(agent.snapshot) if hasattr(agent, "snapshot") else None
     sharding, devices = init_fn.sharding, len(init_fn.devices)
@@ -143,7 +149,8 @@ def run(
     def compile_all(init_keys, hparams) -> float:
         """Compile init, chunk and evaluation once (all batches share shapes); returns seconds spent."""
         abstract_carry = init_fn.eval_shape(init_keys, hparams)
-        seconds = init_fn.compile(init_keys, hparams) + chunk_fn.compile(abstract_carry, hparams) + eval_fn.compile(abstract_carry, init_keys)
+        seconds = init_fn.compile(init_keys, hparams) + eval_fn.compile(abstract_carry, init_keys)
+        seconds += sum(fn.compile(abstract_carry, hparams) for fn in chunk_fns.values())
         return seconds + (snapshot_fn.compile(abstract_carry, init_keys) if snapshot_fn else 0.0)
 
     ckpt_dir = out / "checkpoints"
@@ -168,9 +175,12 @@ def run(
         print(notes[-1], file=sys.stderr)
     if k != chunk_updates:
         notes.append(f"chunks of {k} updates (the largest divisor of {num_updates} updates <= {chunk_updates})")
+    if last_k != k:
+        notes.append(f"chunks of {k} updates and a last one of {last_k} (compiled separately)")
 
     stop = StopFlag("chunk")
     compile_s = run_s = 0.0
+    steps_run = 0  # environment steps run by this call (a resumed run counts only its own)
     status = "finished"
     bar = _progress(progress, total=num_updates * num_batches, initial=(start_batch * num_chunks + start_chunk) * k)
     with stop.installed():
@@ -179,20 +189,26 @@ def run(
             split = jax.vmap(jax.random.split)(keys)
             init_keys, eval_keys = jax.device_put((split[:, 0], split[:, 1]), sharding)
             hparams = jax.device_put(jax.tree.map(lambda x: x[sl], run_hparams), sharding)
+            if progress and b == start_batch:
+                print("compiling (init, chunk of updates, evaluation)...", file=sys.stderr, flush=True)
             compile_s += compile_all(init_keys, hparams)
+            if progress and b == start_batch:
+                print(f"compiled in {compile_s:.1f} s", file=sys.stderr, flush=True)
             if b == start_batch and start_chunk > 0:
                 carry = restore_tree(ckpt_dir / "carry", init_fn.eval_shape(init_keys, hparams), sharding)
             else:
                 carry = init_fn(init_keys, hparams)
             for c in range(start_chunk if b == start_batch else 0, num_chunks):
+                length = last_k if c == num_chunks - 1 else k
                 t0 = time.perf_counter()
-                carry, metrics = chunk_fn(carry, hparams)
+                carry, metrics = chunk_fns[length](carry, hparams)
                 metrics = jax.tree.map(np.asarray, metrics)  # waits for the chunk: (batch_runs, k) each
                 run_s += time.perf_counter() - t0
+                steps_run += batch_runs * length * steps_per_update
                 for name, value in metrics.items():
                     if name not in host:
                         host[name] = np.zeros((num_runs, num_updates), value.dtype)
-                    host[name][sl, c * k : (c + 1) * k] = value
+                    host[name][sl, c * k : c * k + length] = value
                 if snapshot_fn:
                     snapshot = {f"snapshot_{name}": np.asarray(v) for name, v in snapshot_fn(carry, eval_keys).items()}
                     for name, value in snapshot.items():
@@ -202,8 +218,8 @@ def run(
                     metrics = {**metrics, **snapshot}
                 # Every chunk's metrics reach the disk at once (curves.npz gathers them at the end).
                 results.atomic_write_npz(out / "metrics" / f"batch{b:04d}_chunk{c:05d}.npz", {**metrics, "runs": np.arange(num_runs)[sl]})
-                bar.update(k)
-                bar.set_postfix_str(_postfix(metrics, batch_runs * k * steps_per_update / max(time.perf_counter() - t0, 1e-9)))
+                bar.update(length)
+                bar.set_postfix_str(_postfix(metrics, batch_runs * length * steps_per_update / max(time.perf_counter() - t0, 1e-9)))
                 last = c == num_chunks - 1
                 if stop.signal is not None or (not last and (c + 1) % checkpoint_every == 0):
                     if not last:
@@ -223,12 +239,21 @@ def run(
                 break
     bar.close()
 
-    summary = _summarize(agent, plan, host, final_return, status, compiles["n"], compile_s, run_s, notes, devices, batch_runs, block)
-    _write_results(out, plan, host, final_return, summary, steps_per_update, status)
+    summary = _summarize(agent, plan, host, final_return, status, compiles["n"], compile_s, run_s, steps_run, notes, devices, batch_runs, block,
+                         programs=len(chunk_fns))
+    _write_results(out, plan, host, final_return, summary, steps_per_update, status, k)
     if status == "finished":
         shutil.rmtree(ckpt_dir / "carry", ignore_errors=True)
         shutil.rmtree(out / "metrics", ignore_errors=True)
     return summary
+
+
+def chunk_size(num_updates: int, chunk_updates: int) -> int:
+    """Updates per compiled chunk: the largest divisor of num_updates up to chunk_updates, so that one program
+    serves every chunk; but when that divisor is under half of chunk_updates (a prime count of updates would give
+    chunks of 1, each paying the host loop's overhead), chunk_updates itself, with a shorter last chunk."""
+    k = largest_divisor_at_most(num_updates, chunk_updates)
+    return k if 2 * k >= min(chunk_updates, num_updates) else chunk_updates
 
 
 def _as_dict(config: Any) -> dict[str, Any]:
@@ -269,7 +294,8 @@ def _read_state(path: Path) -> dict[str, int]:
         raise InvalidChoiceError(f"no usable checkpoint at {str(path.parent)!r}: {type(err).__name__}: {err}") from None
 
 
-def _summarize(agent, plan, host, final_return, status, compiles_total, compile_s, run_s, notes, devices, batch_runs, block_runs):
+def _summarize(agent, plan, host, final_return, status, compiles_total, compile_s, run_s, steps_run, notes, devices, batch_runs, block_runs,
+               programs=1):
     num_seeds = len(plan.seeds)
     finite = host.get("finite")
     runs = []
@@ -281,7 +307,6 @@ def _summarize(agent, plan, host, final_return, status, compiles_total, compile_
         if len(bad):
             entry["first_nan_update"] = int(bad[0])
         runs.append(entry)
-    env_steps = len(runs) * agent.num_updates * agent.steps_per_update
     return {
         "status": status,
         "algorithm": plan.algorithm,
@@ -293,15 +318,16 @@ def _summarize(agent, plan, host, final_return, status, compiles_total, compile_
         "devices": results.device_info(devices),
         "batch_runs": batch_runs,
         "block_runs": block_runs,
-        "compiles": 1,  # distinct programs: init, chunk and eval shapes never change within a run
+        "compiles": programs,  # distinct chunk programs: 1, or 2 with a shorter last chunk (init and eval never change)
         "compiles_total": compiles_total,
-        "timing": {"compile_s": compile_s, "run_s": run_s, "env_steps_per_s": env_steps / run_s if run_s else None},
+        # Steps and seconds of this call: an interrupted or resumed run reports the rate of what it ran.
+        "timing": {"compile_s": compile_s, "run_s": run_s, "env_steps": steps_run, "env_steps_per_s": steps_run / run_s if run_s else None},
         "notes": notes,
         "runs": runs,
     }
 
 
-def _write_results(out: Path, plan: RunPlan, host, final_return, summary, steps_per_update, status) -> None:
+def _write_results(out: Path, plan: RunPlan, host, final_return, summary, steps_per_update, status, chunk_updates) -> None:
     num_points, num_seeds = len(plan.grid()), len(plan.seeds)
     curves = {name: v.reshape(num_points, num_seeds, *v.shape[1:]) for name, v in host.items()}
     num_updates = curves["loss"].shape[2] if curves else 0
@@ -309,7 +335,7 @@ def _write_results(out: Path, plan: RunPlan, host, final_return, summary, steps_
     extra = {"env_steps": env_steps, "final_return": final_return.reshape(num_points, num_seeds)}
     snapshots = [v for name, v in curves.items() if name.startswith("snapshot_")]
     if snapshots:
-        extra["snapshot_env_steps"] = (np.arange(snapshots[0].shape[2]) + 1) * (num_updates // snapshots[0].shape[2]) * steps_per_update
+        extra["snapshot_env_steps"] = np.minimum((np.arange(snapshots[0].shape[2]) + 1) * chunk_updates, num_updates) * steps_per_update
     results.atomic_write_npz(out / "curves.npz", {**curves, **extra})
     results.atomic_write_json(out / "summary.json", summary)
     if not curves:

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from jaxrl.cli import EXIT_INTERRUPTED
 from jaxrl.envs.errors import InvalidChoiceError
 
 # Defaults of the search flags; None on the parser so `--resume` can tell a given flag from a default.
@@ -187,6 +188,7 @@ def _finish(summary: dict[str, Any], out: Path) -> int:
             print(f"  the highest training fitness, {_describe_candidate(summary['best_training'])}")
     if summary["status"] == "interrupted":
         print(f"not validated yet; continue with  jaxrl meta {summary['kind']} --resume {out}")
+        return EXIT_INTERRUPTED
     return 0
 
 

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxrl.agents.base import Agent
-from jaxrl.agents.ppo import PPO, PPOCarry, PPOConfig, PPOHparams, episode_metrics
+from jaxrl.agents.ppo import HPARAM_RANGES, PPO, PPOCarry, PPOConfig, PPOHparams, episode_metrics
 from jaxrl.agents.ppo import make_agent as make_student
 from jaxrl.envs import maze
 from jaxrl.envs.errors import InvalidChoiceError, invalid_choice
@@ -130,6 +130,7 @@ class UED(Agent):
     student: PPO
     curriculum: Curriculum
     eval_levels: maze.MazeLevel  # held-out mazes, each repeated eval_episodes times: leading axis L * E
+    hparam_ranges = HPARAM_RANGES
 
     @property
     def num_updates(self) -> int:

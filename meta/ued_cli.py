@@ -18,6 +18,9 @@ def register(sub: argparse._SubParsersAction, common: Any) -> None:
                     "Replay (plr, robust: gradients on replayed levels only) or ACCEL (accel), seeds vmapped; evaluate "
                     "it on the held-out mazes. Any setting of jaxrl.meta.ued.UEDConfig / UEDHparams can be given with --set.",
     )
+    from jaxrl.cli import with_settings_help
+
+    with_settings_help(p, lambda: {"ued": __import__("jaxrl.meta.ued", fromlist=["ued"])})
     p.add_argument("--method", help="dr, plr or accel (default plr)")
     p.add_argument("--env", help="maze (Maze-v0, the default)")
     p.add_argument("--score", help="level score: maxmc (default), pvl or learnability")

@@ -64,3 +64,15 @@ def test_spaces_and_backend_choice(hopper):
     assert env.backend == envs.DEFAULT_BRAX_BACKEND
     with pytest.raises(envs.InvalidChoiceError, match="backend 'warp'.*positional"):
         envs.make("brax/hopper", backend="warp")
+
+
+def test_making_a_brax_env_prints_nothing():
+    """mujoco prints "Failed to import warp" to stdout when its optional GPU backend is missing; on every Brax run
+    that read like an error. Checked in a fresh process (the message comes once, at the first import)."""
+    import subprocess
+    import sys
+
+    code = "from jaxrl import envs; envs.make('brax/hopper')"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-500:]
+    assert result.stdout == "", result.stdout

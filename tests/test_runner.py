@@ -57,7 +57,8 @@ def test_runs_equal_train_and_sharding_changes_nothing(agent, tmp_path):
 
 
 def test_nan_is_reported_with_grid_point_seed_and_update(agent, tmp_path):
-    plan = RunPlan("ppo", SETTINGS, {"lr": [2.5e-4, float("nan")]}, [3])
+    # lr = NaN is refused up front (a range check), so the NaN comes from inside the objective.
+    plan = RunPlan("ppo", SETTINGS, {"objective.clip_eps": [0.2, float("nan")]}, [3])
     summary = run(agent, plan, {}, tmp_path, chunk_updates=4, max_devices=1, progress=False)
     good, bad = summary["runs"]
     assert good["nan"] is False and bad["nan"] is True
@@ -80,7 +81,7 @@ def test_sigterm_then_resume_equals_uninterrupted(tmp_path):
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=240)
-    assert proc.returncode == 0, err
+    assert proc.returncode == 3, err  # interrupted and resumable: neither success nor bad input
     summary, _ = load(cut)
     assert summary["status"] == "interrupted", "the run finished before the signal; make it longer"
     chunk_files = sorted((cut / "metrics").glob("batch0000_chunk*.npz"))
@@ -99,6 +100,8 @@ def test_sigterm_then_resume_equals_uninterrupted(tmp_path):
     s_cut, c_cut = load(cut)
     s_full, c_full = load(full)
     assert s_cut["status"] == "finished" and not (cut / "metrics").exists()
+    # The resumed call reports the steps it ran itself, so its steps/s is not inflated by the earlier part.
+    assert 0 < s_cut["timing"]["env_steps"] < s_full["timing"]["env_steps"] == 2 * 4 * 16 * 400
     for name in ("loss", "episode_return", "approx_kl", "final_return"):
         np.testing.assert_array_equal(c_cut[name], c_full[name], err_msg=name)
 
@@ -111,6 +114,9 @@ def test_sigterm_then_resume_equals_uninterrupted(tmp_path):
         (["train", "ppo", "--objective", "ppo"], "unknown objective 'ppo'"),
         (["train", "ppo", "--set", "lrate=1"], "unknown setting 'lrate'"),
         (["train", "ppo", "--set", "lr=fast"], "hyperparameter lr must be a number"),
+        (["train", "ppo", "--set", "lr=-1"], "invalid lr -1.0; choices: a number > 0"),
+        (["train", "ppo", "--sweep", "gamma=0.99,1.5"], "invalid gamma 1.5; choices: a number in [0, 1]"),
+        (["train", "ppo", "--sweep", "lrr=1e-3,2e-3"], "unknown hyperparameter 'lrr'; closest: lr"),
         (["train", "ppo", "--sweep", "num_envs=4,8"], "cannot sweep 'num_envs': it is a static setting"),
         (["train", "ppo", "--sweep", "objective=ppo_clip,lpo"], "closed-form"),
         (["train", "--resume", "/nonexistent/run"], "cannot resume"),
@@ -198,3 +204,54 @@ def test_run_axis_plans_batches_from_device_memory(agent, monkeypatch):
     axis = run_axis.RunAxis.plan(agent, hp, 8)
     assert (axis.fit, axis.batch_runs, axis.num_batches) == (3, 2, 4)
     assert [sl.start for _, sl in axis.batches()] == [0, 2, 4, 6]
+
+
+def test_yaml_sweep_values_written_like_1e_3_are_numbers(tmp_path):
+    """PyYAML reads 1e-3 (no dot) as a string; a sweep written that way in a config file means numbers."""
+    import argparse
+
+    from jaxrl.cli import _resolve_plan
+    from jaxrl.config import load_yaml
+
+    (tmp_path / "s.yaml").write_text("algorithm: ppo\nsweep:\n  lr: [1e-3, 3e-4]\n")
+    args = argparse.Namespace(env=None, steps=None, objective=None, seeds=None, set=[], sweep=[], seed=0)
+    plan, _, _ = _resolve_plan(None, load_yaml(tmp_path / "s.yaml"), args)
+    assert plan.sweep == {"lr": [0.001, 0.0003]}
+
+
+def test_resume_of_a_finished_run_says_so(tmp_path, capsys):
+    (tmp_path / "run.json").write_text("{}")
+    (tmp_path / "summary.json").write_text('{"status": "finished"}')
+    assert main(["train", "--resume", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "holds a finished run: nothing to resume" in err, err
+
+
+def test_steps_flag_error_does_not_offer_all(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "ppo", "--steps", "all"])
+    assert exc.value.code == 2
+    assert "expected a positive integer, got 'all'" in capsys.readouterr().err
+
+
+def test_resume_of_a_run_stopped_before_its_first_checkpoint_starts_it(agent, tmp_path):
+    """Stopped while compiling: run.json is written, no checkpoint yet. --resume runs it from the start."""
+    plan = RunPlan("ppo", SETTINGS, {}, [0])
+    (tmp_path / "run.json").write_text(json.dumps(plan.to_json()))
+    summary = run(agent, plan, {}, tmp_path, chunk_updates=4, max_devices=1, progress=False, resume=True)
+    assert summary["status"] == "finished" and summary["timing"]["env_steps"] == agent.num_updates * agent.steps_per_update
+
+
+def test_a_prime_number_of_updates_runs_in_full_chunks_and_a_short_last_one(agent, tmp_path):
+    """13 updates in chunks of up to 4: 4 + 4 + 4 + 1 (not 13 chunks of 1), the same numbers as one jitted train."""
+    from jaxrl.runner import chunk_size
+
+    assert chunk_size(13, 4) == 4 and chunk_size(12, 4) == 4 and chunk_size(12, 5) == 4 and chunk_size(14, 50) == 14
+    prime = make_agent(PPOConfig(**{**SETTINGS, "total_timesteps": 4 * 16 * 13}))
+    summary = run(prime, RunPlan("ppo", SETTINGS, {}, [2]), {}, tmp_path, chunk_updates=4, max_devices=1, progress=False)
+    assert summary["compiles"] == 2 and any("a last one of 1" in n for n in summary["notes"])
+    _, curves = load(tmp_path)
+    _, metrics = jax.jit(prime.train)(jax.random.key(2), prime.default_hparams())
+    assert curves["loss"].shape == (1, 1, 13)
+    np.testing.assert_allclose(curves["loss"][0, 0], metrics["loss"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(curves["final_return"][0, 0], metrics["final_return"], rtol=1e-4)

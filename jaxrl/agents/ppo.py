@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -95,6 +96,16 @@ class PPOConfig:
             raise invalid_choice("torso", self.torso, TORSOS)
         if self.torso != "dense" and not self.recurrent:
             raise InvalidChoiceError(f"torso={self.torso} needs recurrent=true (it embeds the GRU's input)")
+
+
+_POSITIVE = (math.ulp(0.0), math.inf, "a number > 0")
+_NON_NEGATIVE = (0.0, math.inf, "a number >= 0")
+_UNIT = (0.0, 1.0, "a number in [0, 1]")
+# Valid values of each hyperparameter; the runner refuses others before anything is compiled.
+HPARAM_RANGES = {
+    "lr": _POSITIVE, "gamma": _UNIT, "gae_lambda": _UNIT, "value_clip_eps": _NON_NEGATIVE,
+    "ent_coef": _NON_NEGATIVE, "vf_coef": _NON_NEGATIVE, "max_grad_norm": _POSITIVE,
+}
 
 
 @struct.dataclass
@@ -265,6 +276,7 @@ class PPO(Agent):
     policy: Policy
     objective: objectives.Objective
     objective_params: Any  # the objective's default parameters (a saved objective's, or its init)
+    hparam_ranges = HPARAM_RANGES
 
     @property
     def num_updates(self) -> int:
