@@ -178,34 +178,43 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from jaxrl import results
+
+    panels = plot_panels_of(args.dirs)
+    # A run's own curves.png is only replaced when --out names it.
+    out = Path(args.out) if args.out else Path("curves_compare.png")
+    results.plot_panels(out, list(panels.items()))
+    print(f"wrote {out} ({len(panels)} panel(s): {', '.join(panels)})")
+    return 0
+
+
+def plot_panels_of(dirs: Sequence[str]) -> dict[str, list[tuple]]:
+    """Results folders -> {panel title: [(label with its seed count n, env_steps, returns (S, U), valid)]}: one
+    panel per algorithm and environment, so curves of different tasks never share an axis; every folder keeps
+    all of its seeds, and its own x values."""
     import json
     from pathlib import Path
 
     import numpy as np
 
-    from jaxrl import results
     from jaxrl.envs.errors import InvalidChoiceError
 
-    curves, valid, labels, steps = [], [], [], None
-    for d in map(Path, args.dirs):
+    panels: dict[str, list[tuple]] = {}
+    for d in map(Path, dirs):
         try:
             summary = json.loads((d / "summary.json").read_text())
             data = np.load(d / "curves.npz")
         except (OSError, ValueError) as err:
             raise InvalidChoiceError(f"{str(d)!r} is not a finished results folder ({type(err).__name__})") from None
-        if steps is not None and len(data["env_steps"]) != len(steps):
-            raise InvalidChoiceError(f"{str(d)!r} has {len(data['env_steps'])} updates, the first folder {len(steps)}: cannot share an x axis")
-        steps = data["env_steps"]
-        prefix = f"{d.name}: " if len(args.dirs) > 1 else ""
+        env_id = summary["config"].get("env_id", "?")
+        prefix = f"{d.name}: " if len(dirs) > 1 else ""
         for g, label in enumerate(summary["grid"]["labels"]):
-            curves.append(data["episode_return"][g])
-            valid.append(data["episode_return_valid"][g])
-            labels.append(prefix + label)
-    seeds = min(c.shape[0] for c in curves)
-    out = Path(args.out) if args.out else Path(args.dirs[0]) / "curves.png"
-    results.plot_curves(out, steps, np.stack([c[:seeds] for c in curves]), np.stack([v[:seeds] for v in valid]), labels)
-    print(f"wrote {out}")
-    return 0
+            returns = data["episode_return"][g]  # (S, U): every seed of this folder, however many
+            line = (f"{prefix}{label} (n={returns.shape[0]})", data["env_steps"], returns, data["episode_return_valid"][g])
+            panels.setdefault(f"{summary['algorithm']} on {env_id}", []).append(line)
+    return panels
 
 
 def _devices(text: str) -> int | None:
@@ -297,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plot", help="redraw or compare the learning curves of finished runs")
     p.add_argument("dirs", nargs="+", metavar="DIR")
-    p.add_argument("--out", help="image file (default DIR/curves.png of the first folder)")
+    p.add_argument("--out", help="image file (default curves_compare.png here; a run's own curves.png only when named)")
     p.set_defaults(func=_cmd_plot)
 
     # Commands of layers above the core (the meta layer) plug in through an entry point, so the core CLI

@@ -125,27 +125,34 @@ def plot_curves(
     env_steps: (U,); returns, valid: (G, S, U) per group, seed and update; an update with no finished episode
     (valid false) carries the seed's previous value forward (NaN until its first finished episode).
     """
+    lines = [(label, env_steps, returns[g], valid[g]) for g, label in enumerate(labels)]
+    plot_panels(path, [(title, lines)], ylabel)
+
+
+def plot_panels(path: str | os.PathLike, panels: Sequence[tuple[str, Sequence[tuple]]], ylabel: str = "training return (IQM, 95% CI)") -> None:
+    """Side-by-side panels, each (title, lines) with lines (label, env_steps (U,), returns (S, U), valid (S, U)):
+    every line on its own x values, so runs of different lengths share an axis of environment steps."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    filled = carry_forward(returns, valid)
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    stride = max(1, len(env_steps) // 200)  # a few hundred points per line is plenty
-    xs = env_steps[::stride]
-    for g, label in enumerate(labels):
-        ys = filled[g][:, ::stride]  # (S, U')
-        centre = np.array([_nan_iqm(ys[:, u]) for u in range(ys.shape[1])])
-        bands = np.array([_nan_ci(ys[:, u]) for u in range(ys.shape[1])])
-        line = ax.plot(xs, centre, label=label)[0]
-        ax.fill_between(xs, bands[:, 0], bands[:, 1], alpha=0.25, color=line.get_color(), linewidth=0)
-    ax.set_xlabel("environment steps")
-    ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 4.5), dpi=120, squeeze=False)
+    for ax, (title, lines) in zip(axes[0], panels):
+        for label, env_steps, returns, valid in lines:
+            filled = carry_forward(returns, valid)
+            stride = max(1, len(env_steps) // 200)  # a few hundred points per line is plenty
+            ys = filled[:, ::stride]  # (S, U')
+            centre = np.array([_nan_iqm(ys[:, u]) for u in range(ys.shape[1])])
+            bands = np.array([_nan_ci(ys[:, u]) for u in range(ys.shape[1])])
+            line = ax.plot(env_steps[::stride], centre, label=label)[0]
+            ax.fill_between(env_steps[::stride], bands[:, 0], bands[:, 1], alpha=0.25, color=line.get_color(), linewidth=0)
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel(ylabel)
+        if title:
+            ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")

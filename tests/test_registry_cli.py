@@ -62,3 +62,33 @@ def test_console_script_is_installed():
     assert "brax/hopper" in out
     bad = subprocess.run([str(script), "envs", "--family", "atari"], capture_output=True, text=True)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_plot_keeps_every_seed_splits_environments_and_leaves_run_figures_alone(tmp_path, capsys, monkeypatch):
+    import json
+
+    import numpy as np
+
+    from jaxrl.cli import plot_panels_of
+
+    def fake_run(name, env_id, seeds, updates):
+        d = tmp_path / name
+        d.mkdir()
+        summary = {"algorithm": "ppo", "config": {"env_id": env_id}, "grid": {"labels": ["default"]}}
+        (d / "summary.json").write_text(json.dumps(summary))
+        returns = np.arange(seeds * updates, dtype=float).reshape(1, seeds, updates)
+        np.savez(d / "curves.npz", episode_return=returns, episode_return_valid=np.ones_like(returns, bool),
+                 env_steps=(np.arange(updates) + 1) * 100)
+        (d / "curves.png").write_bytes(b"the run's own figure")
+        return str(d)
+
+    a, b, c = fake_run("a", "CartPole-v1", 4, 10), fake_run("b", "CartPole-v1", 2, 6), fake_run("c", "Acrobot-v1", 3, 10)
+    panels = plot_panels_of([a, b, c])
+    assert list(panels) == ["ppo on CartPole-v1", "ppo on Acrobot-v1"]
+    (la, sa, ra, _), (lb, sb, rb, _) = panels["ppo on CartPole-v1"]
+    assert la == "a: default (n=4)" and ra.shape == (4, 10) and lb == "b: default (n=2)" and rb.shape == (2, 6)
+    assert sb[-1] == 600 and sa[-1] == 1000  # each on its own environment steps
+    monkeypatch.chdir(tmp_path)
+    assert main(["plot", a, b, c]) == 0
+    assert (tmp_path / "curves_compare.png").stat().st_size > 1000
+    assert (tmp_path / "a" / "curves.png").read_bytes() == b"the run's own figure"
