@@ -196,8 +196,7 @@ class NormalizeObservation(Wrapper):
         self.clip, self.eps, self.frozen_stats = clip, eps, stats
 
     def _normalize(self, stats: RunningMeanStd, obs: jax.Array) -> jax.Array:
-        out = (obs - stats.mean) / jnp.sqrt(stats.var + self.eps)
-        return out if self.clip is None else jnp.clip(out, -self.clip, self.clip)
+        return normalize_observation(stats, obs, self.clip, self.eps)
 
     def _update(self, stats: RunningMeanStd, obs: jax.Array) -> RunningMeanStd:
         return stats if self.frozen_stats is not None else update_running_stats(stats, obs)
@@ -215,6 +214,12 @@ class NormalizeObservation(Wrapper):
         stats = self._update(state.obs_stats, obs)
         info = {**info, "final_observation": self._normalize(stats, info["final_observation"])}
         return self._normalize(stats, obs), NormalizeObservationState(env_state, stats), reward, terminated, truncated, info
+
+
+def normalize_observation(stats: RunningMeanStd, obs: jax.Array, clip: float | None = 10.0, eps: float = 1e-8) -> jax.Array:
+    """(obs - mean) / sqrt(var + eps), clipped to [-clip, clip]: what `NormalizeObservation` feeds the agent."""
+    out = (obs - stats.mean) / jnp.sqrt(stats.var + eps)
+    return out if clip is None else jnp.clip(out, -clip, clip)
 
 
 def find_obs_stats(env_state: Any) -> RunningMeanStd:

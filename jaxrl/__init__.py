@@ -5,3 +5,12 @@ not import JAX.
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # `jaxrl.load` without importing JAX at `import jaxrl`.
+    if name == "load":
+        from jaxrl.trained import load
+
+        return load
+    raise AttributeError(f"module 'jaxrl' has no attribute {name!r}")

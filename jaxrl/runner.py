@@ -37,6 +37,12 @@ from jaxrl.run_axis import RunAxis
 
 # A sweep value for `objective` selects a member of an objective switch (see objectives.make_switch).
 OBJECTIVE_KEY = "objective"
+POLICY_DIR = "policy"  # final policies of a run: POLICY_DIR/batchNNNN, runs stacked (see jaxrl.trained)
+
+
+def policy_state(agent: Any, carry: Any) -> Any:
+    """What acting needs after training: `agent.policy_state(carry)` when the agent defines it, else the params."""
+    return agent.policy_state(carry) if hasattr(agent, "policy_state") else params_of(carry)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,6 +238,8 @@ def run(
             t0 = time.perf_counter()
             final_return[sl] = np.asarray(eval_fn(carry, eval_keys))
             run_s += time.perf_counter() - t0
+            # The trained policies stay in the results folder (jaxrl.load reads them back).
+            save_tree(out / POLICY_DIR / f"batch{b:04d}", policy_state(agent, carry))
             if b + 1 < num_batches:
                 _checkpoint(ckpt_dir, None, host, final_return, batch=b + 1, chunk=0, chunk_updates=k, block_runs=block)
             if stop.signal is not None and b + 1 < num_batches:
@@ -318,6 +326,8 @@ def _summarize(agent, plan, host, final_return, status, compiles_total, compile_
         "devices": results.device_info(devices),
         "batch_runs": batch_runs,
         "block_runs": block_runs,
+        "algorithm_module": type(agent).__module__,  # what jaxrl.load imports to rebuild the agent
+        "policy": {"dir": POLICY_DIR, "batches": -(-len(runs) // batch_runs), "batch_runs": batch_runs},
         "compiles": programs,  # distinct chunk programs: 1, or 2 with a shorter last chunk (init and eval never change)
         "compiles_total": compiles_total,
         # Steps and seconds of this call: an interrupted or resumed run reports the rate of what it ran.

@@ -181,6 +181,12 @@ class UED(Agent):
     def act(self, params: Any, obs: jax.Array, key: jax.Array) -> jax.Array:
         return self.student.act(params, obs, key)
 
+    def policy_state(self, carry: UEDCarry) -> dict[str, Any]:
+        return self.student.policy_state(carry.student)
+
+    def act_with(self, state: dict[str, Any], obs: jax.Array, key: jax.Array, deterministic: bool = False) -> jax.Array:
+        return self.student.act_with(state, obs, key, deterministic)
+
     def held_out_returns(self, carry: UEDCarry, key: jax.Array) -> jax.Array:
         """(L, E) returns of E fresh episodes on each of the L held-out mazes (`eval_mazes`)."""
         levels = with_levels(batch_default(self.student, self.eval_levels.agent_dir.shape[0]), self.eval_levels)

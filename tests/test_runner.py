@@ -255,3 +255,27 @@ def test_a_prime_number_of_updates_runs_in_full_chunks_and_a_short_last_one(agen
     assert curves["loss"].shape == (1, 1, 13)
     np.testing.assert_allclose(curves["loss"][0, 0], metrics["loss"], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(curves["final_return"][0, 0], metrics["final_return"], rtol=1e-4)
+
+
+def test_trained_policies_are_kept_and_load_back(tmp_path):
+    """The final policy of every run is in the results folder; jaxrl.load rebuilds the agent and acts with it, with
+    the run's own observation statistics."""
+    import jaxrl
+
+    settings = {**SETTINGS, "normalize_obs": True}
+    agent = make_agent(PPOConfig(**settings))
+    run(agent, RunPlan("ppo", settings, {}, [0, 1]), {}, tmp_path, chunk_updates=4, max_devices=1, progress=False)
+    trained = jaxrl.load(tmp_path)
+    assert trained.num_runs == 2 and trained.agent.config == agent.config
+    carry, _ = jax.jit(agent.train)(jax.random.key(1), agent.default_hparams())
+    kept = trained.policy_state(1)
+    for a, b in zip(jax.tree.leaves(kept["params"]), jax.tree.leaves(carry.params)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(kept["obs_stats"].mean, carry.env_state.obs_stats.mean, rtol=1e-4, atol=1e-5)
+    obs = jnp.ones((5, 4)) * 3.0
+    actions = trained.act(obs, jax.random.key(0), run=1, deterministic=True)
+    expected = agent.act(carry.params, jnp.clip((obs - carry.env_state.obs_stats.mean) / jnp.sqrt(carry.env_state.obs_stats.var + 1e-8), -10, 10),
+                         jax.random.key(0), deterministic=True)
+    np.testing.assert_array_equal(actions, expected)
+    with pytest.raises(jaxrl.envs.errors.InvalidChoiceError, match="invalid run 2"):
+        trained.policy_state(2)

@@ -31,6 +31,7 @@ from flax import struct
 from jaxrl import envs, objectives, speedups
 from jaxrl.agents.base import Agent
 from jaxrl.envs.errors import InvalidChoiceError, invalid_choice
+from jaxrl.envs.wrappers import normalize_observation
 from jaxrl.networks import ACTIVATIONS, TORSOS, ActorCritic, RecurrentActorCritic, policy_noise, sample_with_noise
 from jaxrl.networks import init_params as init_network
 from jaxrl.returns import gae
@@ -490,6 +491,19 @@ class PPO(Agent):
         if not self.spaces.num_actions:  # inside the space, whatever the stack it is given to
             action = jnp.clip(action, self.spaces.low, self.spaces.high)
         return action
+
+    def policy_state(self, carry: PPOCarry) -> dict[str, Any]:
+        """What acting needs after training (the runner keeps it in the results folder): the parameters, and the
+        observation statistics when observations are normalised."""
+        stats = envs.find_obs_stats(carry.env_state) if self.config.normalize_obs else None
+        return {"params": carry.params, "obs_stats": stats}
+
+    def act_with(self, state: dict[str, Any], obs: jax.Array, key: jax.Array, deterministic: bool = False) -> jax.Array:
+        """Actions (B, ...) for raw observations obs (B, obs_dim) from a kept `policy_state`: normalised as in
+        training, then `act`."""
+        if state.get("obs_stats") is not None:
+            obs = normalize_observation(state["obs_stats"], obs)
+        return self.act(state["params"], obs, key, deterministic)
 
     def eval_limit(self) -> int:
         return int(getattr(self.default_env_params, "max_steps_in_episode", DEFAULT_EVAL_LIMIT))

@@ -1,0 +1,66 @@
+"""Trained policies back from a results folder: `jaxrl.load(DIR)`.
+
+    trained = jaxrl.load("results/ppo-CartPole-v1-...")
+    action = trained.act(obs, key, run=3)          # obs (B, obs_dim) raw observations -> actions (B, ...)
+    state = trained.policy_state(run=3)            # what acting needs: params (and observation statistics)
+    trained.agent.act_with(state, obs, key)        # the same, through the agent
+
+Run r is (grid point r // num_seeds, seed r % num_seeds), as in summary.json's `runs`. The agent is rebuilt from
+the folder's run.json (its algorithm module is in summary.json), so nothing but the folder is needed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxrl.checkpoints import restore_tree
+from jaxrl.config import build
+from jaxrl.envs.errors import InvalidChoiceError
+from jaxrl.runner import policy_state
+
+
+@dataclasses.dataclass(frozen=True)
+class Trained:
+    agent: Any
+    policies: Any  # the kept policy states of every run, leading axis num_runs
+    summary: dict[str, Any]
+
+    @property
+    def num_runs(self) -> int:
+        return jax.tree.leaves(self.policies)[0].shape[0]
+
+    def policy_state(self, run: int = 0) -> Any:
+        if not 0 <= run < self.num_runs:
+            raise InvalidChoiceError(f"invalid run {run!r}; choices: 0..{self.num_runs - 1}")
+        return jax.tree.map(lambda x: x[run], self.policies)
+
+    def act(self, obs: jax.Array, key: jax.Array, run: int = 0, deterministic: bool = False) -> jax.Array:
+        """Actions (B, ...) of run `run`'s final policy for raw observations obs (B, obs_dim)."""
+        return self.agent.act_with(self.policy_state(run), obs, key, deterministic)
+
+
+def load(path: str | Path) -> Trained:
+    """The agent and the final policies of every run of a finished `jaxrl train` / `jaxrl run` / `jaxrl ued` folder."""
+    path = Path(path)
+    try:
+        summary = json.loads((path / "summary.json").read_text())
+        plan = json.loads((path / "run.json").read_text())
+        kept = summary["policy"]
+    except (OSError, ValueError, KeyError) as err:
+        raise InvalidChoiceError(f"{str(path)!r} holds no kept policies (a finished results folder of this version): {type(err).__name__}") from None
+    module = importlib.import_module(summary["algorithm_module"])
+    config, _ = build(module.Config, module.Hparams, plan["settings"])
+    agent = module.make_agent(config)
+    carry = jax.eval_shape(agent.init, jax.random.key(0), agent.default_hparams())
+    one_run = jax.eval_shape(lambda c: policy_state(agent, c), carry)
+    batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct((kept["batch_runs"], *x.shape), x.dtype), one_run)
+    parts = [restore_tree(path / kept["dir"] / f"batch{b:04d}", batch) for b in range(kept["batches"])]
+    policies = jax.tree.map(lambda *xs: np.concatenate(xs), *parts)
+    return Trained(agent, policies, summary)
