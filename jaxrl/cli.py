@@ -177,6 +177,29 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return _cmd_train(args, algo_name=settings.get("algorithm"), settings=settings)
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from jaxrl import results
+    from jaxrl.trained import evaluate, load
+
+    trained = load(args.dir)
+    if args.env is not None:
+        from jaxrl import envs
+
+        if args.env not in envs.registered_ids():
+            envs.make(args.env)  # the one-line error with the closest ids
+    report = evaluate(trained, args.env, args.episodes, args.run, args.seed)
+    st = report["summary"]
+    print(f"{report['env_id']}: {len(report['runs'])} run(s) x {report['episodes_per_run']} episodes: mean return IQM "
+          f"{st['iqm']:.3f} [{st['ci_low']:.3f}, {st['ci_high']:.3f}], mean {st['mean']:.3f}")
+    name = f"eval-{report['env_id'].replace('/', '_')}-{report['episodes_per_run']}ep-seed{args.seed}.json"
+    results.atomic_write_bytes(Path(args.dir) / name, json.dumps(report, indent=1).encode())
+    print(f"wrote {Path(args.dir) / name}")
+    return 0
+
+
 def _cmd_plot(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -303,6 +326,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(set=[], sweep=[])
     run_flags(p)
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("eval", help="re-evaluate the kept policies of a finished run (also on another environment)")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--env", help="environment id with the same spaces (default the run's own)")
+    p.add_argument("--episodes", type=_positive_int, help="episodes per run (default the run's eval_episodes)")
+    p.add_argument("--run", type=int, help="only this run (index as in summary.json's runs; default every run)")
+    p.add_argument("--seed", type=int, default=0, help="evaluation seed")
+    p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("plot", help="redraw or compare the learning curves of finished runs")
     p.add_argument("dirs", nargs="+", metavar="DIR")

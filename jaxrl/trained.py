@@ -46,6 +46,37 @@ class Trained:
         return self.agent.act_with(self.policy_state(run), obs, key, deterministic)
 
 
+def evaluate(trained: Trained, env_id: str | None = None, episodes: int | None = None, run: int | None = None, seed: int = 0) -> dict[str, Any]:
+    """Fresh episodes of the kept policies (every run, or run `run`): on their own environment or on `env_id` (same
+    observation and action spaces), `episodes` per run (default the agent's eval_episodes). Returns per-run mean
+    returns and their IQM + 95% bootstrap CI."""
+    from jaxrl import results
+
+    agent = trained.agent
+    changes = {k: v for k, v in (("env_id", env_id), ("eval_episodes", episodes)) if v is not None}
+    if changes:
+        module = importlib.import_module(trained.summary["algorithm_module"])
+        agent = module.make_agent(dataclasses.replace(agent.config, **changes))
+        if getattr(agent, "spaces", None) is not None and agent.spaces[:3] != trained.agent.spaces[:3]:
+            raise InvalidChoiceError(f"{env_id!r} has other spaces than {trained.agent.config.env_id!r} "
+                                     f"(obs_dim, actions, action_dim {agent.spaces[:3]} vs {trained.agent.spaces[:3]})")
+    if run is not None:
+        trained.policy_state(run)  # refuses an index out of range
+    runs = list(range(trained.num_runs)) if run is None else [run]
+    states = jax.tree.map(lambda x: x[np.asarray(runs)], trained.policies)
+    keys = jax.random.split(jax.random.key(seed), len(runs))
+    returns = np.asarray(jax.jit(jax.vmap(agent.episode_returns))(states, keys))  # (runs, episodes)
+    means = returns.mean(axis=1)
+    return {
+        "env_id": agent.config.env_id,
+        "episodes_per_run": int(returns.shape[1]),
+        "seed": seed,
+        "runs": runs,
+        "mean_return_per_run": means.tolist(),
+        "summary": results.summarize_returns(means),
+    }
+
+
 def load(path: str | Path) -> Trained:
     """The agent and the final policies of every run of a finished `jaxrl train` / `jaxrl run` / `jaxrl ued` folder."""
     path = Path(path)

@@ -189,9 +189,13 @@ class UED(Agent):
 
     def held_out_returns(self, carry: UEDCarry, key: jax.Array) -> jax.Array:
         """(L, E) returns of E fresh episodes on each of the L held-out mazes (`eval_mazes`)."""
-        levels = with_levels(batch_default(self.student, self.eval_levels.agent_dir.shape[0]), self.eval_levels)
-        returns = self.student.episode_returns(carry.student, key, levels)
+        returns = self.episode_returns(self.policy_state(carry), key)
         return returns.reshape(len(self.config.eval_mazes), self.config.eval_episodes)
+
+    def episode_returns(self, state: dict[str, Any], key: jax.Array) -> jax.Array:
+        """(L * E,) returns of a kept policy state on the held-out mazes, E episodes each, maze by maze."""
+        levels = with_levels(batch_default(self.student, self.eval_levels.agent_dir.shape[0]), self.eval_levels)
+        return self.student.episode_returns(state, key, levels)
 
     def evaluate(self, carry: UEDCarry, key: jax.Array) -> jax.Array:
         """Mean return over the held-out mazes (a maze is solved when its return is > 0)."""

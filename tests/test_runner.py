@@ -279,3 +279,15 @@ def test_trained_policies_are_kept_and_load_back(tmp_path):
     np.testing.assert_array_equal(actions, expected)
     with pytest.raises(jaxrl.envs.errors.InvalidChoiceError, match="invalid run 2"):
         trained.policy_state(2)
+
+    # jaxrl eval: fresh episodes of the kept policies, the same as the agent's own evaluation of that state.
+    from jaxrl.trained import evaluate
+
+    report = evaluate(trained, episodes=None, run=1, seed=5)
+    direct = agent.episode_returns(jax.tree.map(jnp.asarray, kept), jax.random.split(jax.random.key(5), 1)[0])
+    np.testing.assert_allclose(report["mean_return_per_run"][0], float(direct.mean()), rtol=1e-6)
+    assert main(["eval", str(tmp_path), "--episodes", "3"]) == 0
+    written = json.loads((tmp_path / "eval-CartPole-v1-3ep-seed0.json").read_text())
+    assert written["runs"] == [0, 1] and written["episodes_per_run"] == 3 and written["summary"]["n"] == 2
+    assert main(["eval", str(tmp_path), "--env", "Acrobot-v1"]) == 2  # other observation space: one line, exit 2
+    assert main(["eval", str(tmp_path), "--run", "7"]) == 2

@@ -223,9 +223,9 @@ def test_dr_on_empty_rooms_learns():
     @jax.jit
     def solve_rate_before_and_after(key):
         carry = agent.init(key, hparams)
-        before = agent.student.episode_returns(carry.student, jax.random.key(1), test_params)
+        before = agent.student.episode_returns(agent.student.policy_state(carry.student), jax.random.key(1), test_params)
         carry, _ = jax.lax.scan(lambda c, _: agent.update(c, hparams), carry, None, agent.num_updates)
-        after = agent.student.episode_returns(carry.student, jax.random.key(1), test_params)
+        after = agent.student.episode_returns(agent.student.policy_state(carry.student), jax.random.key(1), test_params)
         return (before > 0).mean(), (after > 0).mean()
 
     before, after = solve_rate_before_and_after(jax.random.key(0))

@@ -511,13 +511,14 @@ class PPO(Agent):
     def evaluate(self, carry: PPOCarry, key: jax.Array) -> jax.Array:
         """Mean undiscounted return of the current policy over `eval_episodes` fresh episodes (one each) of the
         default environment, observations normalised with the training statistics, frozen."""
-        return self.episode_returns(carry, key).mean()
+        return self.episode_returns(self.policy_state(carry), key).mean()
 
-    def episode_returns(self, carry: PPOCarry, key: jax.Array, levels: Any = None) -> jax.Array:
-        """Undiscounted returns (n,) of one fresh episode each: of the default environment (n = eval_episodes), or
-        of `levels`, environment parameters with a leading axis n (one level per episode, e.g. held-out mazes)."""
+    def episode_returns(self, state: dict[str, Any], key: jax.Array, levels: Any = None) -> jax.Array:
+        """Undiscounted returns (n,) of one fresh episode each of the policy `state` (`policy_state`): of the default
+        environment (n = eval_episodes), or of `levels`, environment parameters with a leading axis n (one level
+        per episode, e.g. held-out mazes)."""
         c, s = self.config, self.spaces
-        stats = envs.find_obs_stats(carry.env_state) if c.normalize_obs else None
+        params, stats = state["params"], state["obs_stats"]
         n = c.eval_episodes if levels is None else jax.tree.leaves(levels)[0].shape[0]
         env = self.env_stack(evaluation=True, obs_stats=stats, eval_levels=0 if levels is None else n)
         env_params = self.default_env_params if levels is None else levels
@@ -529,7 +530,7 @@ class PPO(Agent):
 
         def step(state: EvalState, xs):
             noise, env_key = xs
-            hidden, pi, _ = self.policy.apply(carry.params, state.hidden, state.obs[None], state.first[None])
+            hidden, pi, _ = self.policy.apply(params, state.hidden, state.obs[None], state.first[None])
             action = pi.mode() if c.eval_deterministic else sample_with_noise(pi, noise[None])
             obs, env_state, reward, terminated, truncated, _ = env.step(env_key, state.env_state, self.to_env_action(action[0]), env_params)
             total = state.total + reward * state.active
