@@ -185,11 +185,6 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from jaxrl.trained import evaluate, load
 
     trained = load(args.dir)
-    if args.env is not None:
-        from jaxrl import envs
-
-        if args.env not in envs.registered_ids():
-            envs.make(args.env)  # the one-line error with the closest ids
     report = evaluate(trained, args.env, args.episodes, args.run, args.seed)
     st = report["summary"]
     print(f"{report['env_id']}: {len(report['runs'])} run(s) x {report['episodes_per_run']} episodes: mean return IQM "

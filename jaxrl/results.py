@@ -129,15 +129,28 @@ def plot_curves(
     plot_panels(path, [(title, lines)], ylabel)
 
 
-def plot_panels(path: str | os.PathLike, panels: Sequence[tuple[str, Sequence[tuple]]], ylabel: str = "training return (IQM, 95% CI)") -> None:
-    """Side-by-side panels, each (title, lines) with lines (label, env_steps (U,), returns (S, U), valid (S, U)):
-    every line on its own x values, so runs of different lengths share an axis of environment steps."""
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend (files only, no display)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 4.5), dpi=120, squeeze=False)
+    return plt
+
+
+def save_figure(fig: Any, path: str | os.PathLike) -> None:
+    """Write `fig` as a PNG, atomically, and close it."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    pyplot().close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def plot_panels(path: str | os.PathLike, panels: Sequence[tuple[str, Sequence[tuple]]], ylabel: str = "training return (IQM, 95% CI)") -> None:
+    """Side-by-side panels, each (title, lines) with lines (label, env_steps (U,), returns (S, U), valid (S, U)):
+    every line on its own x values, so runs of different lengths share an axis of environment steps."""
+    fig, axes = pyplot().subplots(1, len(panels), figsize=(7 * len(panels), 4.5), dpi=120, squeeze=False)
     for ax, (title, lines) in zip(axes[0], panels):
         for label, env_steps, returns, valid in lines:
             filled = carry_forward(returns, valid)
@@ -154,10 +167,7 @@ def plot_panels(path: str | os.PathLike, panels: Sequence[tuple[str, Sequence[tu
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    save_figure(fig, path)
 
 
 def carry_forward(values: np.ndarray, valid: np.ndarray) -> np.ndarray:

@@ -79,6 +79,9 @@ def _count_compiles() -> dict[str, int]:
 
 def build_hparams(agent: Any, plan: RunPlan, base_overrides: dict[str, float]) -> list[Any]:
     """One Hparams pytree per grid point."""
+    ranges = getattr(agent, "hparam_ranges", {})
+    for key, value in base_overrides.items():
+        check_range(key, value, ranges)
     base = apply_overrides(agent.default_hparams(), base_overrides)
     out = []
     for point in plan.grid():
@@ -90,8 +93,8 @@ def build_hparams(agent: Any, plan: RunPlan, base_overrides: dict[str, float]) -
                 raise InvalidChoiceError(f"sweep values of {key} must be numbers, got {value!r}")
             else:
                 overrides[key] = float(value)
-        for key, value in {**base_overrides, **overrides}.items():
-            check_range(key, value, getattr(agent, "hparam_ranges", {}))
+        for key, value in overrides.items():
+            check_range(key, value, ranges)
         out.append(apply_overrides(base, overrides))
     return out
 
@@ -119,7 +122,7 @@ def run(
     num_updates = agent.num_updates
     # Resuming a run stopped before its first checkpoint (e.g. while compiling) starts it from the beginning.
     state_file = out / "checkpoints" / "state.json"
-    state = _read_state(state_file) if resume and (state_file.exists() or (out / "checkpoints").exists()) else None
+    state = _read_state(state_file) if resume and state_file.parent.exists() else None
     # A resumed run keeps the chunk size it was checkpointed with: chunk indices are in its units.
     k = state["chunk_updates"] if state else chunk_size(num_updates, chunk_updates)
     num_chunks = -(-num_updates // k)
@@ -145,7 +148,8 @@ def run(
         return jax.lax.scan(body, carry, None, length)
 
     # One single-device program per device, runs in fixed-size blocks: a run's numbers do not depend on the
-    # number of devices (see devices.RunMap), and every chunk reuses the one compiled chunk program.
+    # number of devices (see devices.RunMap), and every chunk reuses one compiled chunk program (a second one only
+    # for a shorter last chunk, see chunk_size).
     init_fn = axis.map(agent.init)
     chunk_fns = {length: axis.map(functools.partial(chunk, length=length), donate_argnums=(0,)) for length in {k, last_k}}
     eval_fn = axis.map(agent.evaluate)

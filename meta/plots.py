@@ -3,7 +3,6 @@ Every figure is written atomically (jaxrl.results)."""
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -17,26 +16,10 @@ RATIO_RANGE = (0.5, 1.5)
 ADVANTAGE_RANGE = (-2.0, 2.0)
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig: Any, path: str | os.PathLike) -> None:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    _pyplot().close(fig)
-    results.atomic_write_bytes(path, buffer.getvalue())
-
-
 def plot_fitness(path: str | os.PathLike, history: list[dict[str, Any]], title: str = "") -> None:
     """Best and mean normalised fitness per generation; 1 is PPO-clip under the same inner settings, 0 the
     untrained policy. Each generation is scored on its own seeds: the best member's line is biased upwards."""
-    plt = _pyplot()
+    plt = results.pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     gens = [h["generation"] for h in history]
     ax.plot(gens, [h["best"] for h in history], label="best member")
@@ -48,7 +31,7 @@ def plot_fitness(path: str | os.PathLike, history: list[dict[str, Any]], title: 
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    _save(fig, path)
+    results.save_figure(fig, path)
 
 
 def drift_grid(objective: objectives.Objective, params: Any, progress: float, n: int = 101) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -68,7 +51,7 @@ def plot_drift(path: str | os.PathLike, learned: objectives.Objective, params: A
         ref = objectives.make(name)
         panels.append((name, ref, ref.init(None), 0.0))
     grids = [drift_grid(obj, prm, p) for _, obj, prm, p in panels]
-    plt = _pyplot()
+    plt = results.pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.2), dpi=120, squeeze=False, layout="constrained")
     for ax, (title, *_), (ratios, advantages, d) in zip(axes[0], panels, grids):
         # Each panel has its own colour scale: a learned drift can be far larger than PPO's or DPO's.
@@ -80,14 +63,14 @@ def plot_drift(path: str | os.PathLike, learned: objectives.Objective, params: A
         ax.set_xlabel("ratio r")
         fig.colorbar(image, ax=ax, shrink=0.85)
     axes[0][0].set_ylabel("advantage A (drift D in colour)")
-    _save(fig, path)
+    results.save_figure(fig, path)
 
 
 def plot_scores(path: str | os.PathLike, env_ids: Sequence[str], labels: Sequence[str], iqm: np.ndarray, low: np.ndarray, high: np.ndarray) -> None:
     """Grouped bars: normalised IQM score per (environment, objective) with 95% bootstrap intervals; 1 (dashed) is
     PPO-clip under the same settings on the same seeds.
     iqm, low, high: (objectives, environments)."""
-    plt = _pyplot()
+    plt = results.pyplot()
     fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(env_ids) * max(1, len(labels)) / 2), 4.5), dpi=120)
     width = 0.8 / max(len(labels), 1)
     x = np.arange(len(env_ids))
@@ -100,4 +83,4 @@ def plot_scores(path: str | os.PathLike, env_ids: Sequence[str], labels: Sequenc
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    _save(fig, path)
+    results.save_figure(fig, path)

@@ -63,25 +63,8 @@ def buffer_stats(curves: dict[str, np.ndarray]) -> dict[str, Any] | None:
     }
 
 
-def _figure():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: Path) -> None:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    _figure().close(fig)
-    results.atomic_write_bytes(path, buffer.getvalue())
-
-
 def plot_buffer(path: Path, curves: dict[str, np.ndarray], title: str) -> None:
-    plt = _figure()
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), dpi=110)
+    fig, axes = results.pyplot().subplots(1, 3, figsize=(13, 3.8), dpi=110)
     filled = curves["snapshot_buffer_filled"][0, :, -1]
     axes[0].hist(curves["snapshot_buffer_score"][0, :, -1][filled], bins=40)
     axes[0].set_xlabel("level score (end)")
@@ -98,7 +81,7 @@ def plot_buffer(path: Path, curves: dict[str, np.ndarray], title: str) -> None:
     axes[2].legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
-    _save(fig, path)
+    results.save_figure(fig, path)
 
 
 def plot_top_levels(path: Path, curves: dict[str, np.ndarray], seed_index: int) -> None:
@@ -115,9 +98,8 @@ def plot_top_levels(path: Path, curves: dict[str, np.ndarray], seed_index: int) 
 
 
 def _save_rgb(path: Path, rgb: np.ndarray) -> None:
-    plt = _figure()
     buffer = io.BytesIO()
-    plt.imsave(buffer, rgb, format="png")
+    results.pyplot().imsave(buffer, rgb, format="png")
     results.atomic_write_bytes(path, buffer.getvalue())
 
 
