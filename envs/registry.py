@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
+import os
+import sys
 from collections.abc import Callable
+from importlib.metadata import entry_points
 from typing import Any
 
 import gymnax
@@ -38,7 +42,7 @@ def make(env_id: str, **kwargs: Any) -> tuple[Any, Any]:
     keywords of their gymnax class.
     """
     if env_id not in _REGISTRY:
-        raise invalid_choice("environment", env_id, _REGISTRY)
+        _resolve_user_env(env_id)
     env = _REGISTRY[env_id](**kwargs)
     missing = [a for a in ("reset", "step", "default_params", "action_space", "observation_space") if not hasattr(env, a)]
     if missing:
@@ -47,14 +51,61 @@ def make(env_id: str, **kwargs: Any) -> tuple[Any, Any]:
 
 
 def registered_ids(family: str | None = None) -> list[str]:
-    """All registered ids in registration order, or those of one family."""
-    return [i for i in _REGISTRY if family is None or _FAMILIES[i] == family]
+    """All registered ids in registration order, or those of one family; then the installed plugins' ids
+    (family "plugin"), which are imported on first use."""
+    plugins = [ep.name for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name not in _REGISTRY]
+    ids = [i for i in _REGISTRY if family is None or _FAMILIES[i] == family]
+    return ids + (plugins if family in (None, "plugin") else [])
 
 
 def family_of(env_id: str) -> str:
     if env_id not in _FAMILIES:
-        raise invalid_choice("environment", env_id, _REGISTRY)
+        _resolve_user_env(env_id)
     return _FAMILIES[env_id]
+
+
+# Packages may add environments under this entry-point group: `NAME = "package.module:ClassOrFactory"`.
+ENTRY_POINT_GROUP = "jaxrl.envs"
+
+
+def _resolve_user_env(env_id: str) -> None:
+    """Register a user's environment named by an id the registry does not know yet: `module.path:ClassOrFactory`
+    (the current directory is importable, as for `python -m`), or the name of a `jaxrl.envs` entry point of an
+    installed package. Raises the unknown-environment error otherwise. The id stays as given, so run.json, resume
+    and `jaxrl.load` rebuild the same environment."""
+    plugins = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    if env_id in plugins:
+        factory = _load_attribute(env_id, plugins[env_id].load)
+        register(env_id, factory, family="plugin")
+        return
+    module_name, sep, attr = env_id.partition(":")
+    if not sep:
+        raise invalid_choice("environment", env_id, [*_REGISTRY, *plugins])
+    if not module_name or not attr:
+        raise InvalidChoiceError(f"custom environment {env_id!r}: expected module.path:ClassOrFactory")
+
+    def load() -> Any:
+        if os.getcwd() not in sys.path and "" not in sys.path:
+            sys.path.insert(0, os.getcwd())
+        target: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            target = getattr(target, part)
+        return target
+
+    register(env_id, _load_attribute(env_id, load), family="user")
+
+
+def _load_attribute(env_id: str, load: Callable[[], Any]) -> EnvFactory:
+    """`load()`, with an import failure or a missing name as one line."""
+    try:
+        factory = load()
+    except ModuleNotFoundError as err:
+        raise InvalidChoiceError(f"custom environment {env_id!r}: no module {err.name!r} (is it on PYTHONPATH or in the current directory?)") from None
+    except AttributeError as err:
+        raise InvalidChoiceError(f"custom environment {env_id!r}: {err}") from None
+    if not callable(factory):
+        raise InvalidChoiceError(f"custom environment {env_id!r} is a {type(factory).__name__}, not a class or factory")
+    return factory
 
 
 def _gymnax_family(env_id: str) -> str:
