@@ -110,7 +110,9 @@ def _cmd_train(args: argparse.Namespace, algo_name: str | None = None, settings:
     from jaxrl.config import load_yaml
     from jaxrl.envs.errors import InvalidChoiceError
     from jaxrl.runner import run
+    from jaxrl.tracking import parse_backends
 
+    parse_backends(args.log)  # a bad backend name fails before anything is written
     if args.resume:
         out = Path(args.resume)
         try:
@@ -156,6 +158,7 @@ def _cmd_train(args: argparse.Namespace, algo_name: str | None = None, settings:
     summary = run(
         agent, plan, overrides, out, chunk_updates=args.chunk_updates, checkpoint_every=args.checkpoint_every,
         max_devices=args.devices, block_runs=args.block_runs, resume=bool(args.resume), progress=not args.quiet,
+        log=tuple(parse_backends(args.log)),
     )
     if finish is not None and summary["status"] == "finished":
         finish(out, summary)
@@ -298,6 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--block-runs", type=_positive_int, default=None,
                        help="runs vmapped together on a device (default: about runs/8); results depend on this, not on --devices")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.add_argument("--log", default="", metavar="tb,wandb",
+                       help="experiment tracking after every chunk: TensorBoard event files in OUT/tb, Weights & Biases "
+                            "(offline in OUT/wandb unless an account is configured or WANDB_MODE says otherwise)")
 
     p = sub.add_parser("train", help="train a grid of hyperparameters x seeds as one compiled program")
     with_settings_help(p, lambda: __import__("jaxrl.agents", fromlist=["ALGORITHMS"]).ALGORITHMS)

@@ -34,6 +34,7 @@ from jaxrl.config import apply_overrides, check_range
 from jaxrl.devices import largest_divisor_at_most
 from jaxrl.envs.errors import InvalidChoiceError
 from jaxrl.run_axis import RunAxis
+from jaxrl.tracking import Tracking
 
 # A sweep value for `objective` selects a member of an objective switch (see objectives.make_switch).
 OBJECTIVE_KEY = "objective"
@@ -112,8 +113,10 @@ def run(
     resume: bool = False,
     max_batch_runs: int | None = None,
     progress: bool = True,
+    log: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """Train every (grid point, seed) of `plan`; write results to `out_dir`; return the summary dict."""
+    """Train every (grid point, seed) of `plan`; write results to `out_dir`; return the summary dict.
+    log: experiment-tracking backends ("tb", "wandb"), written after every chunk (see jaxrl.tracking)."""
     out = Path(out_dir)
     compiles = _count_compiles()
     grid_hparams = build_hparams(agent, plan, base_overrides)
@@ -188,6 +191,8 @@ def run(
     if last_k != k:
         notes.append(f"chunks of {k} updates and a last one of {last_k} (compiled separately)")
 
+    tracking = Tracking(log, out, plan.labels(), plan.seeds, steps_per_update,
+                        {**plan.settings, "algorithm": plan.algorithm, "sweep": plan.sweep}, out.name)
     stop = StopFlag("chunk")
     compile_s = run_s = 0.0
     steps_run = 0  # environment steps run by this call (a resumed run counts only its own)
@@ -219,6 +224,7 @@ def run(
                     if name not in host:
                         host[name] = np.zeros((num_runs, num_updates), value.dtype)
                     host[name][sl, c * k : c * k + length] = value
+                tracking.chunk(host, sl, range(c * k, c * k + length))
                 if snapshot_fn:
                     snapshot = {f"snapshot_{name}": np.asarray(v) for name, v in snapshot_fn(carry, eval_keys).items()}
                     for name, value in snapshot.items():
@@ -250,6 +256,7 @@ def run(
                 status = "interrupted"
                 break
     bar.close()
+    tracking.close()
 
     summary = _summarize(agent, plan, host, final_return, status, compiles["n"], compile_s, run_s, steps_run, notes, devices, batch_runs, block,
                          programs=len(chunk_fns))
