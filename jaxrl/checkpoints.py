@@ -26,29 +26,45 @@ def is_key(x: Any) -> bool:
 
 
 def save_tree(path: str | os.PathLike, tree: Any) -> None:
-    """Write `tree` to the directory `path`, replacing what was there only once the new copy is complete."""
+    """Write `tree` to the directory `path`, replacing what was there only once the new copy is complete.
+
+    Under several processes (jaxrl.multihost) every process calls it at the same point with its own rows (every
+    leaf has a leading run axis): one collective checkpoint of global arrays, each process writing its rows."""
     import orbax.checkpoint as ocp
+
+    from jaxrl import multihost
 
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    if multihost.index() == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+    multihost.sync(f"save-start:{path}")
     leaves = [jax.random.key_data(x) if is_key(x) else x for x in jax.tree.leaves(tree)]
+    if multihost.count() > 1:
+        leaves = [multihost.to_global(x) for x in leaves]
     with ocp.StandardCheckpointer() as checkpointer:
         checkpointer.save(tmp.absolute(), {str(i): x for i, x in enumerate(leaves) if x.size})
         checkpointer.wait_until_finished()
-    shutil.rmtree(path, ignore_errors=True)
-    os.replace(tmp, path)
+    if multihost.index() == 0:
+        shutil.rmtree(path, ignore_errors=True)
+        os.replace(tmp, path)
+    multihost.sync(f"save-end:{path}")
 
 
 def restore_tree(path: str | os.PathLike, abstract: Any, sharding: Any = None) -> Any:
     """Read a tree written by `save_tree`; `abstract` gives its structure, shapes and dtypes (keys included)."""
     import orbax.checkpoint as ocp
 
+    from jaxrl import multihost
+
     path = Path(path)
     abstract_leaves, treedef = jax.tree.flatten(abstract)
+    collective = multihost.count() > 1
 
     def stored(x):
         shape, dtype = (x.shape + (2,), jnp.uint32) if is_key(x) else (x.shape, x.dtype)
+        if collective:
+            return multihost.global_target(shape, dtype)
         return jax.ShapeDtypeStruct(shape, dtype, sharding=sharding) if sharding is not None else np.zeros(shape, dtype)
 
     target = {str(i): stored(x) for i, x in enumerate(abstract_leaves) if np.prod(x.shape)}
@@ -57,6 +73,9 @@ def restore_tree(path: str | os.PathLike, abstract: Any, sharding: Any = None) -
             restored = checkpointer.restore(path.absolute(), target)
     except Exception as err:  # orbax raises many types for missing or damaged files
         raise InvalidChoiceError(f"checkpoint {str(path)!r} is corrupt or incomplete: {type(err).__name__}: {str(err).splitlines()[0][:200]}") from None
+    if collective:  # this process's rows, where a single-process restore would have put them
+        restored = {i: multihost.to_local(v) for i, v in restored.items()}
+        restored = {i: jax.device_put(v, sharding) if sharding is not None else np.asarray(v) for i, v in restored.items()}
     leaves = []
     for i, x in enumerate(abstract_leaves):
         if str(i) not in restored:

@@ -148,6 +148,9 @@ def _cmd_train(args: argparse.Namespace, algo_name: str | None = None, settings:
         if (out / "summary.json").exists() or (out / "run.json").exists():
             raise InvalidChoiceError(f"{str(out)!r} already holds a run; choose another --out, or --resume it")
 
+    from jaxrl import multihost
+
+    multihost.sync("checked-out")  # every process has checked the folder before process 0 writes run.json
     config = agent.config
     num_runs = len(plan.grid()) * len(plan.seeds)
     print(
@@ -160,6 +163,9 @@ def _cmd_train(args: argparse.Namespace, algo_name: str | None = None, settings:
         max_devices=args.devices, block_runs=args.block_runs, resume=bool(args.resume), progress=not args.quiet,
         log=tuple(parse_backends(args.log)),
     )
+    if multihost.index() > 0:  # process 0 writes and reports the combined results
+        print(f"process {multihost.index()}: {summary['status']}, its runs are in {out} (written by process 0)")
+        return EXIT_INTERRUPTED if summary["status"] == "interrupted" else 0
     if finish is not None and summary["status"] == "finished":
         finish(out, summary)
     timing = summary["timing"]
@@ -301,6 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--block-runs", type=_positive_int, default=None,
                        help="runs vmapped together on a device (default: about runs/8); results depend on this, not on --devices")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.add_argument("--distributed", action="store_true",
+                       help="one of several processes (hosts) sharing the runs, on jax.distributed: set JAX_COORDINATOR_ADDRESS, "
+                            "JAX_NUM_PROCESSES, JAX_PROCESS_ID (or run under a cluster manager JAX detects); same --out on a shared filesystem")
         p.add_argument("--log", default="", metavar="tb,wandb",
                        help="experiment tracking after every chunk: TensorBoard event files in OUT/tb, Weights & Biases "
                             "(offline in OUT/wandb unless an account is configured or WANDB_MODE says otherwise)")
@@ -361,6 +370,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from jaxrl.envs.errors import InvalidChoiceError
 
     try:
+        if getattr(args, "distributed", False):
+            from jaxrl import multihost
+
+            multihost.initialize()
         return args.func(args)
     except InvalidChoiceError as err:
         print(f"jaxrl: error: {err}", file=sys.stderr)

@@ -27,11 +27,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrl import objectives, results
+from jaxrl import multihost, objectives, results
 from jaxrl.agents.base import params_of
 from jaxrl.checkpoints import StopFlag, restore_tree, save_tree
 from jaxrl.config import apply_overrides, check_range
-from jaxrl.devices import largest_divisor_at_most
+from jaxrl.devices import default_block_runs, largest_divisor_at_most
 from jaxrl.envs.errors import InvalidChoiceError
 from jaxrl.run_axis import RunAxis
 from jaxrl.tracking import Tracking
@@ -116,12 +116,17 @@ def run(
     log: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Train every (grid point, seed) of `plan`; write results to `out_dir`; return the summary dict.
-    log: experiment-tracking backends ("tb", "wandb"), written after every chunk (see jaxrl.tracking)."""
+    log: experiment-tracking backends ("tb", "wandb"), written after every chunk (see jaxrl.tracking).
+    Under several processes (jaxrl.multihost) each trains its share of the runs and process 0 writes the results."""
     out = Path(out_dir)
     compiles = _count_compiles()
     grid_hparams = build_hparams(agent, plan, base_overrides)
     num_seeds, num_points = len(plan.seeds), len(grid_hparams)
     num_runs = num_seeds * num_points
+    mine = multihost.share(num_runs)  # this process's runs (all of them with one process)
+    local_runs = mine.stop - mine.start
+    primary = multihost.index() == 0
+    progress = progress and primary
     num_updates = agent.num_updates
     # Resuming a run stopped before its first checkpoint (e.g. while compiling) starts it from the beginning.
     state_file = out / "checkpoints" / "state.json"
@@ -132,11 +137,14 @@ def run(
     last_k = num_updates - (num_chunks - 1) * k  # the last chunk is shorter when k does not divide the updates
     steps_per_update = agent.steps_per_update
 
-    run_hparams = jax.tree.map(lambda *xs: jnp.stack([x for x in xs for _ in range(num_seeds)]), *grid_hparams)
-    run_seeds = np.tile(np.asarray(plan.seeds), num_points)
+    run_hparams = jax.tree.map(lambda *xs: jnp.stack([x for x in xs for _ in range(num_seeds)])[mine], *grid_hparams)
+    run_seeds = np.tile(np.asarray(plan.seeds), num_points)[mine]
 
-    # A resumed run keeps its block size: results depend on it.
-    axis = RunAxis.plan(agent, grid_hparams[0], num_runs, max_batch_runs=max_batch_runs,
+    # A resumed run keeps its block size: results depend on it. Shared by several processes, the default block is
+    # still the one of all the runs, so the numbers do not depend on the process count.
+    if multihost.count() > 1 and block_runs is None:
+        block_runs = default_block_runs(num_runs)
+    axis = RunAxis.plan(agent, grid_hparams[0], local_runs, max_batch_runs=max_batch_runs,
                         block_runs=(state or {}).get("block_runs") or block_runs, max_devices=max_devices)
     batch_runs, fit, block, num_batches = axis.batch_runs, axis.fit, axis.block_runs, axis.num_batches
 
@@ -167,32 +175,35 @@ def run(
         return seconds + (snapshot_fn.compile(abstract_carry, init_keys) if snapshot_fn else 0.0)
 
     ckpt_dir = out / "checkpoints"
-    host: dict[str, np.ndarray] = {}
-    final_return = np.full(num_runs, np.nan)
+    host: dict[str, np.ndarray] = {}  # this process's runs only
+    final_return = np.full(local_runs, np.nan)
     start_batch, start_chunk = 0, 0
     if state:
         start_batch, start_chunk = state["batch"], state["chunk"]
         try:
-            with np.load(ckpt_dir / "metrics.npz") as data:
+            with np.load(ckpt_dir / _metrics_file()) as data:
                 host = {name: data[name] for name in data.files if name != "final_return"}
                 final_return = data["final_return"]
         except Exception as err:  # a damaged file can fail in zipfile, numpy or pickle checks
             raise InvalidChoiceError(f"checkpoint {str(ckpt_dir)!r} is corrupt: metrics.npz: {type(err).__name__}") from None
     out.mkdir(parents=True, exist_ok=True)
-    results.atomic_write_json(out / "run.json", plan.to_json())
+    if primary:
+        results.atomic_write_json(out / "run.json", plan.to_json())
 
     notes = []
     if num_batches > 1:
-        why = "do not fit in memory at once" if fit < num_runs else f"were limited to {max_batch_runs} per batch"
+        why = "do not fit in memory at once" if fit < local_runs else f"were limited to {max_batch_runs} per batch"
         notes.append(f"{num_runs} runs {why}: ran them in {num_batches} batches of {batch_runs}")
         print(notes[-1], file=sys.stderr)
+    if multihost.count() > 1:
+        notes.append(f"{multihost.count()} processes, {local_runs} runs each")
     if k != chunk_updates:
         notes.append(f"chunks of {k} updates (the largest divisor of {num_updates} updates <= {chunk_updates})")
     if last_k != k:
         notes.append(f"chunks of {k} updates and a last one of {last_k} (compiled separately)")
 
     tracking = Tracking(log, out, plan.labels(), plan.seeds, steps_per_update,
-                        {**plan.settings, "algorithm": plan.algorithm, "sweep": plan.sweep}, out.name)
+                        {**plan.settings, "algorithm": plan.algorithm, "sweep": plan.sweep}, out.name, first_run=mine.start)
     stop = StopFlag("chunk")
     compile_s = run_s = 0.0
     steps_run = 0  # environment steps run by this call (a resumed run counts only its own)
@@ -222,25 +233,27 @@ def run(
                 steps_run += batch_runs * length * steps_per_update
                 for name, value in metrics.items():
                     if name not in host:
-                        host[name] = np.zeros((num_runs, num_updates), value.dtype)
+                        host[name] = np.zeros((local_runs, num_updates), value.dtype)
                     host[name][sl, c * k : c * k + length] = value
                 tracking.chunk(host, sl, range(c * k, c * k + length))
                 if snapshot_fn:
                     snapshot = {f"snapshot_{name}": np.asarray(v) for name, v in snapshot_fn(carry, eval_keys).items()}
                     for name, value in snapshot.items():
                         if name not in host:
-                            host[name] = np.zeros((num_runs, num_chunks, *value.shape[1:]), value.dtype)
+                            host[name] = np.zeros((local_runs, num_chunks, *value.shape[1:]), value.dtype)
                         host[name][sl, c] = value
                     metrics = {**metrics, **snapshot}
                 # Every chunk's metrics reach the disk at once (curves.npz gathers them at the end).
-                results.atomic_write_npz(out / "metrics" / f"batch{b:04d}_chunk{c:05d}.npz", {**metrics, "runs": np.arange(num_runs)[sl]})
+                results.atomic_write_npz(out / "metrics" / f"{_process_prefix()}batch{b:04d}_chunk{c:05d}.npz",
+                                         {**metrics, "runs": np.arange(num_runs)[mine][sl]})
                 bar.update(length)
                 bar.set_postfix_str(_postfix(metrics, batch_runs * length * steps_per_update / max(time.perf_counter() - t0, 1e-9)))
                 last = c == num_chunks - 1
-                if stop.signal is not None or (not last and (c + 1) % checkpoint_every == 0):
+                stopping = multihost.any_process(stop.signal is not None)  # every process stops after the same chunk
+                if stopping or (not last and (c + 1) % checkpoint_every == 0):
                     if not last:
                         _checkpoint(ckpt_dir, carry, host, final_return, batch=b, chunk=c + 1, chunk_updates=k, block_runs=block)
-                    if stop.signal is not None and not last:
+                    if stopping and not last:
                         status = "interrupted"
                         break
             if status == "interrupted":
@@ -252,14 +265,21 @@ def run(
             save_tree(out / POLICY_DIR / f"batch{b:04d}", policy_state(agent, carry))
             if b + 1 < num_batches:
                 _checkpoint(ckpt_dir, None, host, final_return, batch=b + 1, chunk=0, chunk_updates=k, block_runs=block)
-            if stop.signal is not None and b + 1 < num_batches:
+            if multihost.any_process(stop.signal is not None) and b + 1 < num_batches:
                 status = "interrupted"
                 break
     bar.close()
     tracking.close()
 
+    if multihost.count() > 1:  # every run's numbers, in run order (shares are contiguous); the slowest process's time
+        host = {name: multihost.gather_rows(v) for name, v in sorted(host.items())}
+        final_return = multihost.gather_rows(final_return)
+        compile_s, run_s, steps_run = multihost.gather_rows(np.asarray([[compile_s, run_s, steps_run]])).T
+        compile_s, run_s, steps_run = float(compile_s.max()), float(run_s.max()), int(steps_run.sum())
     summary = _summarize(agent, plan, host, final_return, status, compiles["n"], compile_s, run_s, steps_run, notes, devices, batch_runs, block,
                          programs=len(chunk_fns))
+    if not primary:
+        return summary
     _write_results(out, plan, host, final_return, summary, steps_per_update, status, k)
     if status == "finished":
         shutil.rmtree(ckpt_dir / "carry", ignore_errors=True)
@@ -300,8 +320,19 @@ def _checkpoint(ckpt_dir: Path, carry: Any, host: dict, final_return: np.ndarray
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     if carry is not None:
         save_tree(ckpt_dir / "carry", carry)
-    results.atomic_write_npz(ckpt_dir / "metrics.npz", {**host, "final_return": final_return})
-    results.atomic_write_json(ckpt_dir / "state.json", {"batch": batch, "chunk": chunk, "chunk_updates": chunk_updates, "block_runs": block_runs})
+    results.atomic_write_npz(ckpt_dir / _metrics_file(), {**host, "final_return": final_return})
+    multihost.sync(f"checkpoint:{batch}:{chunk}")  # every process's part is written before the position moves
+    if multihost.index() == 0:
+        results.atomic_write_json(ckpt_dir / "state.json", {"batch": batch, "chunk": chunk, "chunk_updates": chunk_updates, "block_runs": block_runs})
+
+
+def _process_prefix() -> str:
+    """Per-process file names when several processes share the results folder."""
+    return f"process{multihost.index()}_" if multihost.count() > 1 else ""
+
+
+def _metrics_file() -> str:
+    return f"{_process_prefix()}metrics.npz"
 
 
 def _read_state(path: Path) -> dict[str, int]:
@@ -338,7 +369,9 @@ def _summarize(agent, plan, host, final_return, status, compiles_total, compile_
         "batch_runs": batch_runs,
         "block_runs": block_runs,
         "algorithm_module": type(agent).__module__,  # what jaxrl.load imports to rebuild the agent
-        "policy": {"dir": POLICY_DIR, "batches": -(-len(runs) // batch_runs), "batch_runs": batch_runs},
+        # Each policy/batchNNNN holds batch b of every process's share, process after process (see jaxrl.trained).
+        "policy": {"dir": POLICY_DIR, "batches": -(-len(runs) // (batch_runs * multihost.count())),
+                   "batch_runs": batch_runs * multihost.count(), "processes": multihost.count()},
         "compiles": programs,  # distinct chunk programs: 1, or 2 with a shorter last chunk (init and eval never change)
         "compiles_total": compiles_total,
         # Steps and seconds of this call: an interrupted or resumed run reports the rate of what it ran.

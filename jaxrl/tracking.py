@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxrl import multihost
 from jaxrl.envs.errors import InvalidChoiceError
 
 BACKENDS = ("tb", "wandb")
@@ -54,30 +55,34 @@ class Tracking:
     labels: one per grid point; seeds: the seed values (runs are r = grid point * len(seeds) + seed index)."""
 
     def __init__(self, backends: Sequence[str], out: Path, labels: Sequence[str], seeds: Sequence[int],
-                 steps_per_update: int, config: dict[str, Any], name: str) -> None:
+                 steps_per_update: int, config: dict[str, Any], name: str, first_run: int = 0) -> None:
         self.labels, self.seeds, self.steps_per_update = list(labels), list(seeds), steps_per_update
+        self.first_run = first_run  # the run of host row 0 (a process's share of the runs starts there)
         self.sinks = [_SINKS[b](out, config, name) for b in parse_backends(",".join(backends))]
 
     def chunk(self, host: dict[str, np.ndarray], runs: slice, updates: range) -> None:
-        """Log updates `updates` of runs `runs` (a batch). host: name -> (num_runs, num_updates) arrays, filled up
+        """Log updates `updates` of host rows `runs` (a batch). host: name -> (rows, num_updates) arrays, filled up
         to these updates. A grid point's aggregate is written with the batch that holds its last seed, so that it
-        always covers every seed (when the runs were split into batches, earlier batches filled the others)."""
+        always covers every seed (when the runs were split into batches, earlier batches filled the others); a grid
+        point only partly in this process's rows (several processes) gets per-seed series only."""
         if not self.sinks:
             return
         num_seeds = len(self.seeds)
         names = [n for n, v in host.items() if n not in _NOT_LOGGED and v.ndim == 2 and not n.startswith("snapshot_")]
         valid = host.get("episode_return_valid")
-        points = range(runs.start // num_seeds, -(-runs.stop // num_seeds))
+        o = self.first_run
+        rows_held = host[RETURN].shape[0]
+        points = range((runs.start + o) // num_seeds, -(-(runs.stop + o) // num_seeds))
         for u in updates:
             step = (u + 1) * self.steps_per_update
             rows: dict[str, dict[str, float]] = {}
             for g in points:
                 label = self.labels[g]
-                first, last = g * num_seeds, (g + 1) * num_seeds
+                first, last = g * num_seeds - o, (g + 1) * num_seeds - o  # host rows of grid point g
                 for r in range(max(first, runs.start), min(last, runs.stop)):
                     if valid is None or valid[r, u]:
                         rows.setdefault(f"{label}/seed{self.seeds[r - first]}", {})[RETURN] = float(host[RETURN][r, u])
-                if not runs.start < last <= runs.stop:
+                if not runs.start < last <= runs.stop or first < 0 or last > rows_held:
                     continue
                 group = rows.setdefault(label, {})
                 for name in names:
@@ -136,10 +141,12 @@ class _WandB:
         if mode == "offline":
             print(f"W&B: logging offline to {out / 'wandb'} (upload with: wandb sync {out / 'wandb'}/offline-run-*)", file=sys.stderr)
         out.mkdir(parents=True, exist_ok=True)
-        id_file = out / "wandb_run_id"  # a resumed run continues the same W&B run
+        # Several processes: one W&B run each (its own runs), named after it.
+        suffix = f"-process{multihost.index()}" if multihost.count() > 1 else ""
+        id_file = out / f"wandb_run_id{suffix}"  # a resumed run continues the same W&B run
         run_id = id_file.read_text().strip() if id_file.exists() else uuid.uuid4().hex[:8]
         id_file.write_text(run_id)
-        self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "jaxrl"), dir=str(out), name=name, id=run_id,
+        self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "jaxrl"), dir=str(out), name=name + suffix, id=run_id,
                               resume="allow", mode=mode, config=config)
         self.run.define_metric("env_steps")
         self.run.define_metric("*", step_metric="env_steps")

@@ -77,6 +77,13 @@ def evaluate(trained: Trained, env_id: str | None = None, episodes: int | None =
     }
 
 
+def _process_major(x: np.ndarray, processes: int) -> np.ndarray:
+    """(batches, processes * n, ...) -> runs in order: (processes, batches, n, ...) flattened."""
+    batches, rows = x.shape[:2]
+    x = x.reshape(batches, processes, rows // processes, *x.shape[2:]).swapaxes(0, 1)
+    return x.reshape(batches * rows, *x.shape[3:])
+
+
 def load(path: str | Path) -> Trained:
     """The agent and the final policies of every run of a finished `jaxrl train` / `jaxrl run` / `jaxrl ued` folder."""
     path = Path(path)
@@ -93,5 +100,8 @@ def load(path: str | Path) -> Trained:
     one_run = jax.eval_shape(lambda c: policy_state(agent, c), carry)
     batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct((kept["batch_runs"], *x.shape), x.dtype), one_run)
     parts = [restore_tree(path / kept["dir"] / f"batch{b:04d}", batch) for b in range(kept["batches"])]
-    policies = jax.tree.map(lambda *xs: np.concatenate(xs), *parts)
+    # Batch b of a run shared by P processes holds each process's batch b in turn: rows (b, p, i) are run
+    # (p, b, i) in run order (process p's share is contiguous).
+    processes = kept.get("processes", 1)
+    policies = jax.tree.map(lambda *xs: _process_major(np.stack(xs), processes), *parts)
     return Trained(agent, policies, summary)
