@@ -204,6 +204,24 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_render(args: argparse.Namespace) -> int:
+    from jaxrl import render  # first: it picks MuJoCo's headless OpenGL platform before Brax imports MuJoCo
+    from jaxrl.trained import load
+
+    trained = load(args.dir)
+    env_kwargs = None
+    if args.level is not None:  # a named level of the maze or the grid world, on top of the run's own settings
+        config = trained.agent.config
+        own = dict(config.env_kwargs) if (args.env or config.env_id) == config.env_id else {}
+        env_kwargs = {**own, "level": args.level}
+    info = render.render(trained, args.out, args.run, args.seed, args.env, env_kwargs, args.max_steps, args.fps, args.deterministic)
+    ended = "episode ended" if info["finished"] else "cut at --max-steps"
+    chosen = f" (median final return of {trained.num_runs} runs)" if args.run is None else ""
+    print(f"wrote {info['path']}: {info['env_id']}, run {info['run']}{chosen}, return {info['episode_return']:.3f} over "
+          f"{info['length']} steps ({ended}), {info['frames']} frames")
+    return 0
+
+
 def _cmd_plot(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -344,6 +362,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", type=int, help="only this run (index as in summary.json's runs; default every run)")
     p.add_argument("--seed", type=int, default=0, help="evaluation seed")
     p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("render", help="play one episode of a kept policy and write it as an animation (GIF; Brax also HTML)")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--out", required=True, help="NAME.gif, or NAME.html for Brax's own viewer")
+    p.add_argument("--run", type=int, help="run index as in summary.json's runs (default: the median final return)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the episode (reset, actions, environment)")
+    p.add_argument("--max-steps", type=_positive_int, help="stop after N steps (default: the episode's end)")
+    p.add_argument("--fps", type=_positive_int, help="frames per second (default 25; 10 for MinAtar and the grids)")
+    p.add_argument("--deterministic", action="store_true", help="the policy's most likely action instead of a sample")
+    p.add_argument("--env", help="environment id with the same spaces (default the run's own)")
+    p.add_argument("--level", help="a named level of Maze-v0 (held-out maze) or GridWorld-v0 (LPG level)")
+    p.set_defaults(func=_cmd_render)
 
     p = sub.add_parser("plot", help="redraw or compare the learning curves of finished runs")
     p.add_argument("dirs", nargs="+", metavar="DIR")

@@ -187,6 +187,14 @@ class UED(Agent):
     def act_with(self, state: dict[str, Any], obs: jax.Array, key: jax.Array, deterministic: bool = False) -> jax.Array:
         return self.student.act_with(state, obs, key, deterministic)
 
+    def initial_hidden(self, batch: int) -> jax.Array:
+        return self.student.initial_hidden(batch)
+
+    def policy_step(self, state: dict[str, Any], hidden: jax.Array, obs: jax.Array, first: jax.Array, key: jax.Array,
+                    deterministic: bool = False) -> tuple[jax.Array, jax.Array]:
+        """The student's `PPO.policy_step`: one step that keeps the GRU's memory (what `jaxrl render` plays)."""
+        return self.student.policy_step(state, hidden, obs, first, key, deterministic)
+
     def held_out_returns(self, carry: UEDCarry, key: jax.Array) -> jax.Array:
         """(L, E) returns of E fresh episodes on each of the L held-out mazes (`eval_mazes`)."""
         returns = self.episode_returns(self.policy_state(carry), key)

@@ -484,13 +484,8 @@ class PPO(Agent):
 
     def act(self, params: Any, obs: jax.Array, key: jax.Array, deterministic: bool = False) -> jax.Array:
         """Actions (B, ...) for observations obs (B, obs_dim), inside the action space. A recurrent policy acts as at
-        the first step of an episode (no memory); use `policy.apply` with a hidden state to keep one."""
-        hidden = jnp.zeros((obs.shape[0], self.policy.hidden_size))
-        _, pi, _ = self.policy.apply(params, hidden, obs[None], jnp.ones((1, obs.shape[0]), bool))
-        action = self.to_env_action((pi.mode() if deterministic else pi.sample(seed=key))[0])
-        if not self.spaces.num_actions:  # inside the space, whatever the stack it is given to
-            action = jnp.clip(action, self.spaces.low, self.spaces.high)
-        return action
+        the first step of an episode (no memory); `policy_step` keeps one."""
+        return self.policy_step({"params": params}, self.initial_hidden(obs.shape[0]), obs, jnp.ones(obs.shape[:1], bool), key, deterministic)[1]
 
     def policy_state(self, carry: PPOCarry) -> dict[str, Any]:
         """What acting needs after training (the runner keeps it in the results folder): the parameters, and the
@@ -500,10 +495,26 @@ class PPO(Agent):
 
     def act_with(self, state: dict[str, Any], obs: jax.Array, key: jax.Array, deterministic: bool = False) -> jax.Array:
         """Actions (B, ...) for raw observations obs (B, obs_dim) from a kept `policy_state`: normalised as in
-        training, then `act`."""
+        training, then `act` (a recurrent policy without memory: see `policy_step`)."""
+        return self.policy_step(state, self.initial_hidden(obs.shape[0]), obs, jnp.ones(obs.shape[:1], bool), key, deterministic)[1]
+
+    def initial_hidden(self, batch: int) -> jax.Array:
+        """The recurrent state (batch, hidden_size) `policy_step` starts from; (batch, 0) for a feed-forward policy."""
+        return jnp.zeros((batch, self.policy.hidden_size))
+
+    def policy_step(self, state: dict[str, Any], hidden: jax.Array, obs: jax.Array, first: jax.Array, key: jax.Array,
+                    deterministic: bool = False) -> tuple[jax.Array, jax.Array]:
+        """One step of a kept policy `state` (`policy_state`, or just {"params": ...}) that carries its memory from step
+        to step, as in training: raw observations obs (B, obs_dim) (normalised with the state's statistics, if any),
+        the recurrent state `hidden` (B, hidden_size), `first` (B,) bool, True at an episode's first observation (the
+        GRU restarts there) -> (hidden after, actions (B, ...) inside the action space)."""
         if state.get("obs_stats") is not None:
             obs = normalize_observation(state["obs_stats"], obs)
-        return self.act(state["params"], obs, key, deterministic)
+        hidden, pi, _ = self.policy.apply(state["params"], hidden, obs[None], first[None])
+        action = self.to_env_action((pi.mode() if deterministic else pi.sample(seed=key))[0])
+        if not self.spaces.num_actions:  # inside the space, whatever the stack it is given to
+            action = jnp.clip(action, self.spaces.low, self.spaces.high)
+        return hidden, action
 
     def eval_limit(self) -> int:
         return int(getattr(self.default_env_params, "max_steps_in_episode", DEFAULT_EVAL_LIMIT))
