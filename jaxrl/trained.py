@@ -2,6 +2,7 @@
 
     trained = jaxrl.load("results/ppo-CartPole-v1-...")
     action = trained.act(obs, key, run=3)          # obs (B, obs_dim) raw observations -> actions (B, ...)
+    greedy = trained.policy(obs, run=3)            # the mode of the policy, no key
     state = trained.policy_state(run=3)            # what acting needs: params (and observation statistics)
     trained.agent.act_with(state, obs, key)        # the same, through the agent
 
@@ -44,6 +45,10 @@ class Trained:
     def act(self, obs: jax.Array, key: jax.Array, run: int = 0, deterministic: bool = False) -> jax.Array:
         """Actions (B, ...) of run `run`'s final policy for raw observations obs (B, obs_dim)."""
         return self.agent.act_with(self.policy_state(run), obs, key, deterministic)
+
+    def policy(self, obs: jax.Array, run: int = 0) -> jax.Array:
+        """The greedy actions (B, ...) (the mode of the policy) of run `run` for raw observations obs (B, obs_dim)."""
+        return self.act(obs, jax.random.key(0), run, deterministic=True)
 
 
 def evaluate(trained: Trained, env_id: str | None = None, episodes: int | None = None, run: int | None = None, seed: int = 0) -> dict[str, Any]:

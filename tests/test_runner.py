@@ -277,6 +277,7 @@ def test_trained_policies_are_kept_and_load_back(tmp_path):
     expected = agent.act(carry.params, jnp.clip((obs - carry.env_state.obs_stats.mean) / jnp.sqrt(carry.env_state.obs_stats.var + 1e-8), -10, 10),
                          jax.random.key(0), deterministic=True)
     np.testing.assert_array_equal(actions, expected)
+    np.testing.assert_array_equal(trained.policy(obs, run=1), expected)
     with pytest.raises(jaxrl.envs.errors.InvalidChoiceError, match="invalid run 2"):
         trained.policy_state(2)
 
