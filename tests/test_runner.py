@@ -292,3 +292,19 @@ def test_trained_policies_are_kept_and_load_back(tmp_path):
     assert written["runs"] == [0, 1] and written["episodes_per_run"] == 3 and written["summary"]["n"] == 2
     assert main(["eval", str(tmp_path), "--env", "Acrobot-v1"]) == 2  # other observation space: one line, exit 2
     assert main(["eval", str(tmp_path), "--run", "7"]) == 2
+
+
+def test_result_files_are_readable_like_any_other_file(tmp_path):
+    """Atomic writes go through a temporary file; the result still gets open()'s permissions (umask), not 0600."""
+    import os
+
+    from jaxrl import results
+
+    old = os.umask(0o022)
+    try:
+        results.atomic_write_bytes(tmp_path / "a.txt", b"x")
+        with open(tmp_path / "b.txt", "wb") as f:
+            f.write(b"x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == (tmp_path / "b.txt").stat().st_mode & 0o777 == 0o644
