@@ -16,7 +16,7 @@ from flax.traverse_util import flatten_dict, unflatten_dict
 
 from jaxrl import speedups
 
-ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu}
+ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu, "swish": nn.swish}
 _GAINS = "orthogonal_gain"  # the variable collection where each Dense records its kernel's gain at init
 _BATCHED = "batched_orthogonal_init"  # an rng stream whose presence at init means `init_params` draws the kernels
 
@@ -233,15 +233,17 @@ class ResetGRU(nn.Module):
         return jax.lax.scan(step, carry, (projected, resets))
 
 
-def conv3x3(image: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
-    """A 3x3 convolution, stride 1, SAME (zero) padding: image (N, H, W, C), kernel (3, 3, C, F), bias (F,) ->
-    (N, H, W, F), as flax's `nn.Conv`. With `speedups.conv_as_patches` it is the same sums as a matrix product."""
+def conv3x3(image: jax.Array, kernel: jax.Array, bias: jax.Array, padding: str = "SAME") -> jax.Array:
+    """A 3x3 convolution, stride 1, SAME (zero) padding or VALID (none): image (N, H, W, C), kernel (3, 3, C, F),
+    bias (F,) -> (N, H, W, F) or (N, H - 2, W - 2, F), as flax's `nn.Conv`. With `speedups.conv_as_patches` it is
+    the same sums as a matrix product."""
     if speedups.conv_as_patches():
-        height, width = image.shape[1:3]
-        padded = jnp.pad(image, ((0, 0), (1, 1), (1, 1), (0, 0)))
+        pad = 1 if padding == "SAME" else 0
+        padded = jnp.pad(image, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+        height, width = padded.shape[1] - 2, padded.shape[2] - 2
         patches = jnp.concatenate([padded[:, i : i + height, j : j + width] for i in range(3) for j in range(3)], axis=-1)
         return patches @ kernel.reshape(-1, kernel.shape[-1]) + bias
-    out = jax.lax.conv_general_dilated(image, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    out = jax.lax.conv_general_dilated(image, kernel, (1, 1), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
     return out + bias
 
 
@@ -313,3 +315,90 @@ def sample_with_noise(pi: distrax.Distribution, noise: jax.Array) -> jax.Array:
     if isinstance(pi, distrax.Categorical):
         return jnp.argmax(pi.logits + noise, axis=-1)
     return pi.loc + pi.scale_diag * noise
+
+
+# ---------------------------------------------------------------------------------- value-based and off-policy
+
+
+Q_TORSOS = ("dense", "conv")
+
+
+class QNetwork(nn.Module):
+    """Action values of a discrete action space: an MLP (optionally LayerNorm before each activation, as PQN) and
+    a linear head, or a dueling head Q = V + A - mean_a A (Wang et al. 2016, eq. 9). obs (..., obs_dim) -> (..., A).
+
+    torso "conv": the flat observation is first seen as an image of `image_shape` (H, W, C) and passed through
+    PQN's MinAtar convolution (16 filters 3x3, VALID, LayerNorm as the layers, ReLU), flattened."""
+
+    num_actions: int
+    hidden: Sequence[int] = (128, 128)
+    activation: str = "relu"
+    layer_norm: bool = False
+    dueling: bool = False
+    torso: str = "dense"
+    image_shape: tuple[int, ...] = ()
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        x = obs
+        if self.torso == "conv":
+            batch = obs.shape[:-1]
+            image = obs.reshape((-1, *self.image_shape))
+            kernel = self.param("conv_kernel", orthogonal(np.sqrt(2)), (3, 3, self.image_shape[-1], 16))
+            x = conv3x3(image, kernel, self.param("conv_bias", nn.initializers.zeros, (16,)), padding="VALID")
+            x = ACTIVATIONS[self.activation](nn.LayerNorm()(x) if self.layer_norm else x).reshape(batch + (-1,))
+        for width in self.hidden:
+            x = dense(width, np.sqrt(2))(x)
+            x = ACTIVATIONS[self.activation](nn.LayerNorm()(x) if self.layer_norm else x)
+        if not self.dueling:
+            return dense(self.num_actions, 1.0)(x)
+        advantage = dense(self.num_actions, 1.0)(x)
+        return dense(1, 1.0)(x) + advantage - advantage.mean(axis=-1, keepdims=True)
+
+
+class SquashedGaussianActor(nn.Module):
+    """SAC's policy: an MLP giving the mean and log standard deviation of a Gaussian over u, whose sample is squashed
+    by tanh into the action bounds (`squashed_sample`). obs (..., obs_dim) -> (mean, log_std), each (..., action_dim);
+    log_std is mapped smoothly into [LOG_STD_MIN, LOG_STD_MAX]."""
+
+    action_dim: int
+    hidden: Sequence[int] = (256, 256)
+    activation: str = "relu"
+
+    LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        x = MLP(self.hidden, self.activation)(obs)
+        mean = dense(self.action_dim, 0.01)(x)
+        log_std = jnp.tanh(dense(self.action_dim, 0.01)(x))
+        return mean, self.LOG_STD_MIN + 0.5 * (self.LOG_STD_MAX - self.LOG_STD_MIN) * (log_std + 1.0)
+
+
+def squashed_sample(mean: jax.Array, log_std: jax.Array, noise: jax.Array, low: jax.Array, high: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """A reparameterised sample of the tanh-squashed Gaussian and its log-density (Haarnoja et al. 2018, appendix C,
+    eq. 21, with the affine map to the bounds): u = mean + std * noise, a = c + s tanh(u), c = (high + low) / 2,
+    s = (high - low) / 2, and
+
+        log pi(a) = log N(u; mean, std) - sum_i [log s_i + log(1 - tanh(u_i)^2)],
+
+    log(1 - tanh(u)^2) written stably as 2 (log 2 - u - softplus(-2u)). noise (..., d) standard normal ->
+    (action (..., d), log_prob (...))."""
+    std = jnp.exp(log_std)
+    u = mean + std * noise
+    gaussian = -0.5 * noise**2 - log_std - 0.5 * jnp.log(2.0 * jnp.pi)
+    scale = 0.5 * (high - low)
+    log_det = jnp.log(scale) + 2.0 * (jnp.log(2.0) - u - jax.nn.softplus(-2.0 * u))
+    return 0.5 * (high + low) + scale * jnp.tanh(u), (gaussian - log_det).sum(axis=-1)
+
+
+class TwinCritic(nn.Module):
+    """Two independent Q(s, a) MLPs (clipped double Q, Fujimoto et al. 2018). (obs, action) -> (2, ...)."""
+
+    hidden: Sequence[int] = (256, 256)
+    activation: str = "relu"
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
+        x = jnp.concatenate([obs, action], axis=-1)
+        return jnp.stack([dense(1, 1.0)(MLP(self.hidden, self.activation)(x))[..., 0] for _ in range(2)])

@@ -76,3 +76,23 @@ def with_time_limit(params, limit: int):
 @pytest.fixture
 def rollouts():
     return compiled_rollouts
+
+
+def interrupt_after_first_chunk(monkeypatch) -> None:
+    """SIGTERM the process when the runner writes its first chunk's metrics: it checkpoints and stops (an
+    interrupted run without a subprocess)."""
+    import os
+    import signal
+
+    from jaxrl import results
+
+    original = results.atomic_write_npz
+    sent = {"done": False}
+
+    def write(path, arrays):
+        original(path, arrays)
+        if "chunk" in str(path) and not sent["done"]:
+            sent["done"] = True
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(results, "atomic_write_npz", write)

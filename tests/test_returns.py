@@ -51,3 +51,49 @@ def test_gae_matches_numpy_with_truncation_and_termination():
     # The truncated step bootstraps (its target depends on the final value); the terminated one does not.
     assert abs(ref_adv[6, 0] - (rewards[6, 0] + gamma * final_values[6, 0] - values[6, 0])) < 1e-9
     assert abs(ref_adv[3, 0] - (rewards[3, 0] - values[3, 0])) < 1e-9
+
+
+def numpy_q_lambda(rewards, q_next_obs, q_final_obs, q_last, terminated, truncated, gamma, lam):
+    """Peng's Q(lambda) as the textbook loop: the lambda-return mixes the one-step bootstrap max Q(s_{t+1}) with the
+    longer return, per environment, restarting at episode ends. q_next_obs[t] = max Q(s_{t+1}) of the rollout's next
+    observation, q_final_obs[t] = max Q(final observation at t) (what a truncation bootstraps from), q_last the
+    bootstrap after the rollout's last step."""
+    T, N = rewards.shape
+    out = np.zeros((T, N))
+    for n in range(N):
+        later = None  # G_{t+1}, None where the episode (or the rollout) ends after t
+        for t in reversed(range(T)):
+            if terminated[t, n]:
+                g = rewards[t, n]
+            elif truncated[t, n]:
+                g = rewards[t, n] + gamma * q_final_obs[t, n]
+            elif later is None:
+                g = rewards[t, n] + gamma * q_last[n]
+            else:
+                g = rewards[t, n] + gamma * ((1 - lam) * q_next_obs[t, n] + lam * later)
+            out[t, n] = g
+            later = g
+    return out
+
+
+def test_q_lambda_matches_numpy_with_truncation_and_termination():
+    from jaxrl.returns import q_lambda_returns
+
+    rng = np.random.default_rng(1)
+    T, N, gamma, lam = 10, 3, 0.99, 0.65
+    rewards = rng.normal(size=(T, N))
+    q_next_obs, q_final_obs, q_last = rng.normal(size=(T, N)), rng.normal(size=(T, N)), rng.normal(size=N)
+    terminated = np.zeros((T, N), bool)
+    truncated = np.zeros((T, N), bool)
+    terminated[2, 0] = terminated[7, 2] = True
+    truncated[5, 0] = truncated[T - 1, 1] = truncated[0, 2] = True
+    done = terminated | truncated
+    # What the agent passes: max Q of the final observation, which is the next observation where nothing ended.
+    shifted = np.vstack([q_next_obs[:-1], q_last[None]])
+    next_q_max = np.where(done, q_final_obs, shifted)
+    got = q_lambda_returns(jnp.asarray(rewards), jnp.asarray(next_q_max), jnp.asarray(terminated), jnp.asarray(done), gamma, lam)
+    want = numpy_q_lambda(rewards, shifted, q_final_obs, q_last, terminated, truncated, gamma, lam)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    # lambda = 0 is one-step Q-learning: r + gamma (1 - terminated) max Q(s').
+    one_step = q_lambda_returns(jnp.asarray(rewards), jnp.asarray(next_q_max), jnp.asarray(terminated), jnp.asarray(done), gamma, 0.0)
+    np.testing.assert_allclose(one_step, rewards + gamma * next_q_max * ~terminated, rtol=1e-5, atol=1e-5)

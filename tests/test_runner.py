@@ -109,7 +109,7 @@ def test_sigterm_then_resume_equals_uninterrupted(tmp_path):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["train", "dqn"], "unknown algorithm 'dqn'"),
+        (["train", "ddpg"], "unknown algorithm 'ddpg'"),
         (["train", "ppo", "--env", "CartPol-v1"], "closest: CartPole-v1"),
         (["train", "ppo", "--objective", "ppo"], "unknown objective 'ppo'"),
         (["train", "ppo", "--set", "lrate=1"], "unknown setting 'lrate'"),

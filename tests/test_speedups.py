@@ -6,6 +6,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from jaxrl import speedups
 from jaxrl.networks import linear
@@ -54,21 +55,23 @@ def test_ppo_update_agrees_on_both_branches():
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), out[True], out[False])
 
 
-def test_conv3x3_and_its_gradient_agree_on_both_branches_and_with_flax():
+@pytest.mark.parametrize("padding", ["SAME", "VALID"])
+def test_conv3x3_and_its_gradient_agree_on_both_branches_and_with_flax(padding):
     import flax.linen as nn
 
     from jaxrl.networks import conv3x3
 
     image = jax.random.normal(jax.random.key(0), (6, 5, 5, 3))
-    conv = nn.Conv(4, (3, 3), padding="SAME")
+    conv = nn.Conv(4, (3, 3), padding=padding)
     params = conv.init(jax.random.key(1), image)["params"]
     params = {**params, "bias": jnp.arange(4.0)}
     reference = conv.apply({"params": params}, image)
     for flag in (True, False):
         with speedups.using(flag):
-            out = jax.jit(conv3x3)(image, params["kernel"], params["bias"])
-            grads = jax.jit(jax.grad(lambda k, x: jnp.sum(jnp.sin(conv3x3(x, k, params["bias"]))), argnums=(0, 1)))(params["kernel"], image)
+            out = jax.jit(conv3x3, static_argnums=3)(image, params["kernel"], params["bias"], padding)
+            grads = jax.jit(jax.grad(lambda k, x: jnp.sum(jnp.sin(conv3x3(x, k, params["bias"], padding))), argnums=(0, 1)))(params["kernel"], image)
         ref_grads = jax.grad(lambda k, x: jnp.sum(jnp.sin(conv.apply({"params": {**params, "kernel": k}}, x))), argnums=(0, 1))(params["kernel"], image)
+        assert out.shape == reference.shape == ((6, 5, 5, 4) if padding == "SAME" else (6, 3, 3, 4))
         np.testing.assert_allclose(out, reference, atol=1e-5)
         for g, r in zip(grads, ref_grads):
             np.testing.assert_allclose(g, r, atol=1e-4)

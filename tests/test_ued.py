@@ -4,15 +4,13 @@ level scores from a rollout, and a short DR run that learns."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import interrupt_after_first_chunk
 
-from jaxrl import results
 from jaxrl.cli import main
 from jaxrl.envs import maze
 from jaxrl.envs.errors import InvalidChoiceError
@@ -152,25 +150,11 @@ def test_robust_plr_update_leaves_the_student_untouched_on_new_levels(plr_update
         assert any(_tree_equal(one, jax.tree.map(lambda x: x[j], stored)) for j in range(int(size(buffer))))
 
 
-def _interrupt_after_first_chunk(monkeypatch):
-    """SIGTERM the process when the runner writes its first chunk's metrics: it checkpoints and stops."""
-    original = results.atomic_write_npz
-    sent = {"done": False}
-
-    def write(path, arrays):
-        original(path, arrays)
-        if "chunk" in str(path) and not sent["done"]:
-            sent["done"] = True
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    monkeypatch.setattr(results, "atomic_write_npz", write)
-
-
 def test_ued_in_the_runner_snapshots_resume_and_report(plr_agent, tmp_path, monkeypatch):
     plan = RunPlan("ued", {"method": "plr"}, {}, [0, 1])
     full = run(plr_agent, plan, {}, tmp_path / "full", chunk_updates=2, checkpoint_every=1, max_devices=1, progress=False)
     with monkeypatch.context() as m:
-        _interrupt_after_first_chunk(m)
+        interrupt_after_first_chunk(m)
         cut = run(plr_agent, plan, {}, tmp_path / "cut", chunk_updates=2, checkpoint_every=1, max_devices=1, progress=False)
     assert cut["status"] == "interrupted"
     resumed = run(plr_agent, plan, {}, tmp_path / "cut", chunk_updates=2, checkpoint_every=1, max_devices=1, progress=False, resume=True)

@@ -19,9 +19,11 @@ whether any did); `carry.params` (or `carry["params"]`) holds the parameters (ch
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 Carry = Any
 Hparams = Any
@@ -72,3 +74,34 @@ class Agent:
 
     def train(self, key: jax.Array, hparams: Hparams) -> tuple[Carry, Metrics]:
         return train(self, key, hparams)
+
+
+class Spaces(NamedTuple):
+    """What an agent needs to know of the environment's spaces."""
+
+    obs_dim: int
+    num_actions: int  # 0 for continuous actions
+    action_dim: int
+    low: Any  # bounds of a continuous action space (None for discrete)
+    high: Any
+
+
+def spaces_of(env: Any, env_params: Any) -> Spaces:
+    from jaxrl import envs
+
+    space = env.action_space(env_params)
+    if isinstance(space, envs.Discrete):
+        return Spaces(envs.observation_size(env, env_params), int(space.n), 1, None, None)
+    return Spaces(envs.observation_size(env, env_params), 0, int(np.prod(space.shape)), jnp.asarray(space.low), jnp.asarray(space.high))
+
+
+def episode_metrics(rollout: Any) -> dict[str, jax.Array]:
+    """The runner's episode metrics from a rollout whose steps have `done` and `episode_return` (the return of the
+    last finished episode, from envs.EpisodeStatistics): the mean return of the episodes that ended during it,
+    whether any did, and how many."""
+    finished = rollout.done.sum()
+    return {
+        "episode_return": (rollout.episode_return * rollout.done).sum() / jnp.maximum(finished, 1),
+        "episode_return_valid": finished > 0,
+        "episodes": finished,
+    }

@@ -24,12 +24,11 @@ from typing import Any, NamedTuple
 import distrax
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import struct
 
 from jaxrl import envs, objectives, speedups
-from jaxrl.agents.base import Agent
+from jaxrl.agents.base import Agent, Spaces, episode_metrics, spaces_of
 from jaxrl.envs.errors import InvalidChoiceError, invalid_choice
 from jaxrl.envs.wrappers import normalize_observation
 from jaxrl.networks import ACTIVATIONS, TORSOS, ActorCritic, RecurrentActorCritic, policy_noise, sample_with_noise
@@ -223,16 +222,6 @@ def _as_float_tree(tree: Any) -> Any:
     return jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), tree)
 
 
-class Spaces(NamedTuple):
-    """What the agent needs to know of the environment's spaces."""
-
-    obs_dim: int
-    num_actions: int  # 0 for continuous actions
-    action_dim: int
-    low: Any  # bounds of a continuous action space (None for discrete)
-    high: Any
-
-
 def squash(action: jax.Array, spaces: Spaces) -> jax.Array:
     """A Gaussian sample u -> low + (tanh(u) + 1) / 2 * (high - low), inside the action space."""
     return spaces.low + 0.5 * (jnp.tanh(action) + 1.0) * (spaces.high - spaces.low)
@@ -250,16 +239,6 @@ def squashed_entropy(pi: distrax.Distribution, action: jax.Array, spaces: Spaces
     u = pi.loc + pi.scale_diag * noise
     log_det = 2.0 * (jnp.log(2.0) - u - jax.nn.softplus(-2.0 * u)) + jnp.log(0.5 * (spaces.high - spaces.low))
     return pi.entropy() + log_det.sum(-1)
-
-
-def episode_metrics(traj: Transition) -> dict[str, jax.Array]:
-    """The episodes that ended during a rollout: their mean return, whether any ended, and how many."""
-    finished = traj.done.sum()
-    return {
-        "episode_return": (traj.episode_return * traj.done).sum() / jnp.maximum(finished, 1),
-        "episode_return_valid": finished > 0,
-        "episodes": finished,
-    }
 
 
 # ---------------------------------------------------------------------------------------------- the agent
@@ -558,15 +537,7 @@ def make_agent(config: PPOConfig) -> PPO:
     config.validate()
     objective, saved_objective_params = objectives.resolve(config.objective, **dict(config.objective_options))
     env, env_params = envs.make(config.env_id, **dict(config.env_kwargs))
-    action_space = env.action_space(env_params)
-    discrete = isinstance(action_space, envs.Discrete)
-    spaces = Spaces(
-        obs_dim=envs.observation_size(env, env_params),
-        num_actions=int(action_space.n) if discrete else 0,
-        action_dim=1 if discrete else int(np.prod(action_space.shape)),
-        low=None if discrete else jnp.asarray(action_space.low),
-        high=None if discrete else jnp.asarray(action_space.high),
-    )
+    spaces = spaces_of(env, env_params)
     policy = make_policy(config, spaces.obs_dim, spaces.num_actions, spaces.action_dim)
     objective_params = saved_objective_params if saved_objective_params is not None else objective.init(jax.random.key(0))
     return PPO(config, env, env_params, spaces, policy, objective, objective_params)
