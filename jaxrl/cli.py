@@ -155,7 +155,8 @@ def _cmd_train(args: argparse.Namespace, algo_name: str | None = None, settings:
     num_runs = len(plan.grid()) * len(plan.seeds)
     print(
         f"{plan.algorithm} on {config.env_id}: {len(plan.grid())} grid point(s) x {len(plan.seeds)} seed(s), "
-        f"{agent.num_updates * agent.steps_per_update:,} steps each, objective {getattr(config, 'objective', '-')} -> {out}",
+        f"{agent.num_updates * agent.steps_per_update:,} steps each"
+        + (f", objective {config.objective}" if hasattr(config, "objective") else "") + f" -> {out}",
         flush=True,
     )
     summary = run(

@@ -73,7 +73,7 @@ def register(sub: argparse._SubParsersAction, common: Any) -> None:
                                     "(0 = untrained policy, 1 = PPO-clip under the same inner settings). The result, best_config.yaml, "
                                     "is the candidate (top members of each generation, and the final search mean) with the highest "
                                     "score on --validation-seeds new seeds; mean_config.yaml is the search mean.")
-    p.add_argument("algo", help="algorithm (ppo)")
+    p.add_argument("algo", help="algorithm: ppo, pqn, dqn or sac (score 1 = PPO-clip for ppo, the algorithm's defaults for the others)")
     p.add_argument("--env", help="environment id (required unless --resume)")
     p.add_argument("--search", action="append", default=None, metavar="KEY=LOW:HIGH[:log]", help="a hyperparameter and its range (repeatable)")
     search_flags(p)
@@ -179,11 +179,13 @@ def _start(request: dict[str, Any], out: Path, resume: bool) -> None:
 
 
 def _finish(summary: dict[str, Any], out: Path) -> int:
+    from jaxrl.meta.tasks import unit
+
     timing = summary["timing"]
     print(f"{summary['status']}: {len(summary['generations'])} generations, {timing['seconds_per_generation']:.1f} s/generation, "
           f"{timing['env_steps_per_s'] or 0:,.0f} inner env steps/s; files: {', '.join(summary['files'].values())} in {out}")
     if summary["selected"] is not None:
-        print(f"selected {_describe_candidate(summary['selected'])} (1 = PPO-clip under the same inner settings)")
+        print(f"selected {_describe_candidate(summary['selected'])} (1 = {unit(summary.get('request', {}))})")
         if summary["best_training"] is not None and summary["selected"]["index"] != 0:
             print(f"  the highest training fitness, {_describe_candidate(summary['best_training'])}")
     if summary["status"] == "interrupted":

@@ -46,6 +46,15 @@ def inner(algorithm_name: str, settings: dict[str, Any]) -> Inner:
     return Inner(algorithm, agent, apply_overrides(agent.default_hparams(), overrides), overrides)
 
 
+def unit(request: dict[str, Any]) -> str:
+    """What a normalised score of 1 means: PPO-clip for the PPO family (any objective is compared with PPO's clip),
+    the algorithm itself with its default hyperparameters for the others (e.g. DQN under `meta tune`)."""
+    algorithm = request.get("algorithm", "ppo")
+    if algorithm == "ppo":
+        return "PPO-clip under the same inner settings"
+    return f"{algorithm} with its default hyperparameters under the same inner settings"
+
+
 def inner_settings(request: dict[str, Any], env_id: str) -> dict[str, Any]:
     settings = {**request.get("settings", {}), "env_id": env_id}
     if request.get("inner_steps"):
@@ -113,7 +122,7 @@ def write_summary(
             "candidates_per_generation": request.get("candidates", DEFAULT_CANDIDATES),
             "candidate_pool": request.get("candidate_pool", DEFAULT_CANDIDATE_POOL),
             "score": "mean over validation seeds and environments of the normalised final return (0 = untrained policy, "
-                     "1 = PPO-clip under the same inner settings); interval: 95% percentile bootstrap over the seeds",
+                     f"1 = {unit(request)}); interval: 95% percentile bootstrap over the seeds",
             "caveat": "the selected candidate's validation score is the best of several on the same seeds, so it is "
                       "optimistic, and its interval ignores the baseline's own uncertainty (the baseline runs on its own "
                       "seeds); `jaxrl meta evaluate` on fresh seeds gives an unbiased number",

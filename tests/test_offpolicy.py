@@ -1,5 +1,6 @@
 """PQN, DQN and SAC: the replay buffer, the targets by hand, the squashed Gaussian's density against a numerical change
-of variables, and short runs through `jaxrl train` that learn what the untrained policy cannot."""
+of variables, and short runs through `jaxrl train` that learn what the untrained policy cannot. (A DQN run, replay
+buffer included, shared by two processes, interrupted and resumed, equals one uninterrupted process: tests/test_multihost.py.)"""
 
 from __future__ import annotations
 
@@ -10,14 +11,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import interrupt_after_first_chunk
 
 import jaxrl
 from jaxrl.agents import dqn, pqn, sac
 from jaxrl.agents.offpolicy import Step, Transition, replay_buffer
 from jaxrl.cli import main
 from jaxrl.networks import squashed_sample
-from jaxrl.runner import RunPlan, run
 
 
 def test_replay_buffer_wraps_around_samples_only_filled_slots_and_seeds_are_independent():
@@ -128,25 +127,6 @@ def test_sac_learns_pendulum_and_renders(tmp_path):
     assert untrained.mean() < -800 and min(finals) > -600, (untrained, finals)
     assert main(["render", str(tmp_path), "--out", str(tmp_path / "episode.gif"), "--max-steps", "20"]) == 0
     assert (tmp_path / "episode.gif").stat().st_size > 1000
-
-
-def test_dqn_interrupted_and_resumed_equals_uninterrupted_buffer_included(tmp_path, monkeypatch):
-    settings = {"total_timesteps": 600, "num_envs": 4, "buffer_size": 256, "learning_starts": 64, "batch_size": 16,
-                "hidden": (16,), "eval_episodes": 2}
-    agent = dqn.make_agent(dqn.DQNConfig(**settings))
-    plan = RunPlan("dqn", settings, {}, [0, 1])
-    kwargs = dict(chunk_updates=50, checkpoint_every=1, max_devices=1, progress=False)
-    full = run(agent, plan, {}, tmp_path / "full", **kwargs)
-    with monkeypatch.context() as m:
-        interrupt_after_first_chunk(m)
-        cut = run(agent, plan, {}, tmp_path / "cut", **kwargs)
-    assert cut["status"] == "interrupted"
-    resumed = run(agent, plan, {}, tmp_path / "cut", resume=True, **kwargs)
-    assert resumed["status"] == full["status"] == "finished"
-    a, b = np.load(tmp_path / "full" / "curves.npz"), np.load(tmp_path / "cut" / "curves.npz")
-    for name in a.files:
-        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
-    assert a["buffer_size"][0, 0, -1] == 256 and a["learning"][0, 0, -1]  # the buffer filled and wrapped
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -29,10 +29,10 @@ from flax import struct
 
 from jaxrl import envs
 from jaxrl.agents.base import Spaces, episode_metrics, spaces_of
-from jaxrl.agents.offpolicy import (OffPolicyAgent, Step, Transition, check_replay_settings, epsilon_greedy, filled, linear_schedule, polyak,
-                                    replay_buffer, rollout, transitions)
+from jaxrl.agents.offpolicy import (OffPolicyAgent, Step, Transition, check_replay_settings, epsilon_greedy, filled, image_shape, linear_schedule,
+                                    polyak, replay_buffer, rollout, transitions)
 from jaxrl.envs.errors import InvalidChoiceError, invalid_choice
-from jaxrl.networks import ACTIVATIONS, QNetwork
+from jaxrl.networks import ACTIVATIONS, Q_TORSOS, QNetwork
 from jaxrl.networks import init_params as init_network
 
 
@@ -54,6 +54,7 @@ class DQNConfig:
     target_update_period: int = 1  # updates between target-network updates (each by tau)
     exploration_fraction: float = 0.5  # of training, over which epsilon goes from eps_start to eps_finish
     hidden: tuple[int, ...] = (64, 64)
+    torso: str = "dense"  # or "conv": MinAtar's 16-filter 3x3 convolution before the layers (networks.QNetwork)
     activation: str = "swish"
     double: bool = True
     dueling: bool = True
@@ -64,6 +65,8 @@ class DQNConfig:
         check_replay_settings(self)
         if self.activation not in ACTIVATIONS:
             raise invalid_choice("activation", self.activation, ACTIVATIONS)
+        if self.torso not in Q_TORSOS:
+            raise invalid_choice("torso", self.torso, Q_TORSOS)
 
 
 _POSITIVE = (math.ulp(0.0), math.inf, "a number > 0")
@@ -198,7 +201,8 @@ def make_agent(config: DQNConfig) -> DQN:
     spaces = spaces_of(env, env_params)
     if not spaces.num_actions:
         raise InvalidChoiceError(f"dqn needs discrete actions; {config.env_id!r} has continuous ones (use sac)")
-    network = QNetwork(spaces.num_actions, config.hidden, config.activation, dueling=config.dueling)
+    network = QNetwork(spaces.num_actions, config.hidden, config.activation, dueling=config.dueling, torso=config.torso,
+                       image_shape=image_shape(env, env_params, config))
     buffer = replay_buffer(config.buffer_size, config.batch_size, config.batch_size)
     return DQN(config, env, env_params, spaces, network, buffer)
 

@@ -51,6 +51,16 @@ def rollout(env: Any, env_params: Any, env_state: Any, obs: jax.Array, act: Call
     return env_state, obs, steps
 
 
+def image_shape(env: Any, env_params: Any, config: Any) -> tuple[int, ...]:
+    """The (H, W, C) observation a `torso: conv` Q-network unflattens; () for the dense torso."""
+    if config.torso != "conv":
+        return ()
+    shape = tuple(env.observation_space(env_params).shape)
+    if len(shape) != 3:
+        raise InvalidChoiceError(f"torso=conv needs image observations (H, W, C); {config.env_id!r} has shape {shape}")
+    return shape
+
+
 def linear_schedule(start: jax.Array, end: jax.Array, fraction_done: jax.Array, duration: float) -> jax.Array:
     """start -> end linearly over the first `duration` (a fraction of training), then end."""
     return start + (end - start) * jnp.clip(fraction_done / max(duration, 1e-12), 0.0, 1.0)

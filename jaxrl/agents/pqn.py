@@ -22,7 +22,7 @@ from flax import struct
 
 from jaxrl import envs, speedups
 from jaxrl.agents.base import Spaces, episode_metrics, spaces_of
-from jaxrl.agents.offpolicy import OffPolicyAgent, Step, epsilon_greedy, linear_schedule, rollout
+from jaxrl.agents.offpolicy import OffPolicyAgent, Step, epsilon_greedy, image_shape, linear_schedule, rollout
 from jaxrl.envs.errors import InvalidChoiceError, invalid_choice
 from jaxrl.networks import ACTIVATIONS, Q_TORSOS, QNetwork
 from jaxrl.networks import init_params as init_network
@@ -191,10 +191,8 @@ def make_agent(config: PQNConfig) -> PQN:
     spaces = spaces_of(env, env_params)
     if not spaces.num_actions:
         raise InvalidChoiceError(f"pqn needs discrete actions; {config.env_id!r} has continuous ones (use sac)")
-    image_shape = tuple(env.observation_space(env_params).shape) if config.torso == "conv" else ()
-    if config.torso == "conv" and len(image_shape) != 3:
-        raise InvalidChoiceError(f"torso=conv needs image observations (H, W, C); {config.env_id!r} has shape {image_shape}")
-    network = QNetwork(spaces.num_actions, config.hidden, config.activation, config.layer_norm, torso=config.torso, image_shape=image_shape)
+    network = QNetwork(spaces.num_actions, config.hidden, config.activation, config.layer_norm, torso=config.torso,
+                       image_shape=image_shape(env, env_params, config))
     return PQN(config, env, env_params, spaces, network)
 
 
