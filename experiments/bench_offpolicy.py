@@ -8,7 +8,8 @@ nothing.
 
 PQN has no buffer: per environment step it does what PPO does (a forward pass acting, then epochs of minibatch
 gradient steps over the rollout), so its steps/s should be of the order of PPO's on the same batch. PQN's config
-batches 32 envs x 64 steps, PPO's 4 x 128; the row "pqn, PPO's batch" runs PQN on PPO's batch and epochs.
+batches 32 envs x 64 steps with 256-unit layers, PPO's 4 x 128 with 64-unit ones; the row pqn_cartpole_ppo_batch runs PQN
+on PPO's batch, epochs and layer widths.
 """
 
 import argparse
@@ -28,7 +29,7 @@ from jaxrl.devices import run_devices, shard_runs  # noqa: E402
 RUNS = {  # name -> (config file, extra settings)
     "ppo_cartpole": ("experiments/configs/ppo_cartpole.yaml", {}),
     "pqn_cartpole": ("experiments/configs/pqn_cartpole.yaml", {}),
-    "pqn_cartpole_ppo_batch": ("experiments/configs/pqn_cartpole.yaml", {"num_envs": 4, "num_steps": 128, "num_minibatches": 4}),
+    "pqn_cartpole_ppo_batch": ("experiments/configs/pqn_cartpole.yaml", {"num_envs": 4, "num_steps": 128, "num_minibatches": 4, "hidden": (64, 64)}),
     "dqn_cartpole": ("experiments/configs/dqn_cartpole.yaml", {}),
     "ppo_pendulum": ("experiments/configs/pendulum.yaml", {}),
     "sac_pendulum": ("experiments/configs/sac_pendulum.yaml", {}),
