@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
+import shutil
+import tempfile
 
 # Four CPU devices for every test, so sharding over the run axis is exercised on a CPU-only machine.
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4").strip()
+
+# One persistent compilation cache for the session, inherited by the CLI subprocesses the tests start: an
+# interrupted run, its resumption and its uninterrupted twin compile the same programs, and XLA then builds each
+# once. It starts empty, so no test sees a program compiled by an older version of the code.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="jaxrl-tests-xla-")
+    atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 
 import jax
 import jax.numpy as jnp

@@ -76,6 +76,12 @@ class Agent:
         return train(self, key, hparams)
 
 
+def as_float_tree(tree: Any) -> Any:
+    """Every leaf as a float32 array: hyperparameter defaults written as Python numbers become traced data, so a
+    sweep over them is a vmap of one compiled program."""
+    return jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), tree)
+
+
 class Spaces(NamedTuple):
     """What an agent needs to know of the environment's spaces."""
 

@@ -28,9 +28,9 @@ import optax
 from flax import struct
 
 from jaxrl import envs
-from jaxrl.agents.base import Spaces, episode_metrics, spaces_of
-from jaxrl.agents.offpolicy import (OffPolicyAgent, Step, Transition, check_replay_settings, epsilon_greedy, filled, image_shape, linear_schedule,
-                                    polyak, replay_buffer, rollout, transitions)
+from jaxrl.agents.base import Spaces, as_float_tree, episode_metrics, spaces_of
+from jaxrl.agents.offpolicy import (QAgent, Step, Transition, check_replay_settings, filled, image_shape, linear_schedule, polyak, replay_buffer,
+                                    transitions)
 from jaxrl.envs.errors import InvalidChoiceError, invalid_choice
 from jaxrl.networks import ACTIVATIONS, Q_TORSOS, QNetwork
 from jaxrl.networks import init_params as init_network
@@ -98,7 +98,7 @@ class DQNCarry:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class DQN(OffPolicyAgent):
+class DQN(QAgent):
     config: DQNConfig
     env: Any
     default_env_params: Any
@@ -106,16 +106,10 @@ class DQN(OffPolicyAgent):
     network: QNetwork
     buffer: Any  # flashbax's buffer functions
     hparam_ranges = HPARAM_RANGES
+    acting_epsilon = DQNHparams.eps_finish
 
     def default_hparams(self) -> DQNHparams:
-        return jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), DQNHparams())
-
-    def q_values(self, params: Any, obs: jax.Array) -> jax.Array:
-        return self.network.apply(params, obs)
-
-    def policy_action(self, params: Any, obs: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array:
-        """Greedy actions; not deterministic: epsilon-greedy with the final exploration rate of the defaults."""
-        return epsilon_greedy(self.q_values(params, obs), 0.0 if deterministic else DQNHparams.eps_finish, key)
+        return as_float_tree(DQNHparams())
 
     def make_optimizer(self, hparams: DQNHparams) -> optax.GradientTransformation:
         return optax.chain(optax.clip_by_global_norm(hparams.max_grad_norm), optax.adam(hparams.lr))
@@ -137,13 +131,6 @@ class DQN(OffPolicyAgent):
         """1 (uniform random actions) until learning starts, then the linear schedule over the training fraction."""
         scheduled = linear_schedule(hparams.eps_start, hparams.eps_finish, carry.update / self.num_updates, self.config.exploration_fraction)
         return jnp.where(self.buffer_size(carry) < self.config.learning_starts, 1.0, scheduled)
-
-    def collect(self, carry: DQNCarry, hparams: DQNHparams) -> tuple[DQNCarry, Step]:
-        key, rollout_key = jax.random.split(carry.key)
-        epsilon = self.epsilon(carry, hparams)
-        act = lambda obs, k: epsilon_greedy(self.q_values(carry.params, obs), epsilon, k)
-        env_state, obs, steps = rollout(self.env_stack(), carry.env_params, carry.env_state, carry.obs, act, rollout_key, self.config.num_steps)
-        return carry.replace(env_state=env_state, obs=obs, key=key), steps
 
     def store(self, carry: Any, steps: Step) -> Any:
         return carry.replace(buffer=self.buffer.add(carry.buffer, transitions(steps)))

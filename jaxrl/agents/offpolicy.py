@@ -199,3 +199,31 @@ class OffPolicyAgent(Agent):
     def evaluate(self, carry: Any, key: jax.Array) -> jax.Array:
         """Mean undiscounted return of the current policy over `eval_episodes` fresh episodes."""
         return self.episode_returns(self.policy_state(carry), key).mean()
+
+
+class QAgent(OffPolicyAgent):
+    """An agent whose policy is epsilon-greedy in the values of `network` (PQN, DQN). A subclass defines
+    `epsilon(carry, hparams)` (its exploration schedule) and sets `acting_epsilon`, the rate a trained policy acts
+    with when not deterministic."""
+
+    network: Any
+    acting_epsilon: float
+
+    def q_values(self, params: Any, obs: jax.Array) -> jax.Array:
+        """Q(s, .) (B, num_actions) for observations obs (B, obs_dim)."""
+        return self.network.apply(params, obs)
+
+    def policy_action(self, params: Any, obs: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array:
+        """Greedy actions; not deterministic: epsilon-greedy with `acting_epsilon`."""
+        return epsilon_greedy(self.q_values(params, obs), 0.0 if deterministic else self.acting_epsilon, key)
+
+    def epsilon(self, carry: Any, hparams: Any) -> jax.Array:
+        raise NotImplementedError
+
+    def collect(self, carry: Any, hparams: Any) -> tuple[Any, Step]:
+        """`num_steps` epsilon-greedy steps of every environment with the current network: Step arrays (T, N, ...)."""
+        key, rollout_key = jax.random.split(carry.key)
+        epsilon = self.epsilon(carry, hparams)
+        act = lambda obs, k: epsilon_greedy(self.q_values(carry.params, obs), epsilon, k)
+        env_state, obs, steps = rollout(self.env_stack(), carry.env_params, carry.env_state, carry.obs, act, rollout_key, self.config.num_steps)
+        return carry.replace(env_state=env_state, obs=obs, key=key), steps

@@ -28,7 +28,7 @@ import optax
 from flax import struct
 
 from jaxrl import envs, objectives, speedups
-from jaxrl.agents.base import Agent, Spaces, episode_metrics, spaces_of
+from jaxrl.agents.base import Agent, Spaces, as_float_tree, episode_metrics, spaces_of
 from jaxrl.envs.errors import InvalidChoiceError, invalid_choice
 from jaxrl.envs.wrappers import normalize_observation
 from jaxrl.networks import ACTIVATIONS, TORSOS, ActorCritic, RecurrentActorCritic, policy_noise, sample_with_noise
@@ -218,10 +218,6 @@ def _flat(x: jax.Array) -> jax.Array:
     return x.reshape((1, x.shape[0] * x.shape[1]) + x.shape[2:])
 
 
-def _as_float_tree(tree: Any) -> Any:
-    return jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), tree)
-
-
 def squash(action: jax.Array, spaces: Spaces) -> jax.Array:
     """A Gaussian sample u -> low + (tanh(u) + 1) / 2 * (high - low), inside the action space."""
     return spaces.low + 0.5 * (jnp.tanh(action) + 1.0) * (spaces.high - spaces.low)
@@ -269,7 +265,7 @@ class PPO(Agent):
     # -------------------------------------------------------------------------------- settings and state
 
     def default_hparams(self) -> PPOHparams:
-        return _as_float_tree(PPOHparams(objective=self.objective_params))
+        return as_float_tree(PPOHparams(objective=self.objective_params))
 
     def env_stack(self, gamma: jax.Array | None = None, *, evaluation: bool = False, obs_stats: Any = None,
                   eval_levels: int = 0) -> Any:

@@ -21,8 +21,8 @@ import optax
 from flax import struct
 
 from jaxrl import envs, speedups
-from jaxrl.agents.base import Spaces, episode_metrics, spaces_of
-from jaxrl.agents.offpolicy import OffPolicyAgent, Step, epsilon_greedy, image_shape, linear_schedule, rollout
+from jaxrl.agents.base import Spaces, as_float_tree, episode_metrics, spaces_of
+from jaxrl.agents.offpolicy import QAgent, Step, image_shape, linear_schedule
 from jaxrl.envs.errors import InvalidChoiceError, invalid_choice
 from jaxrl.networks import ACTIVATIONS, Q_TORSOS, QNetwork
 from jaxrl.networks import init_params as init_network
@@ -100,24 +100,17 @@ class PQNCarry:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class PQN(OffPolicyAgent):
+class PQN(QAgent):
     config: PQNConfig
     env: Any
     default_env_params: Any
     spaces: Spaces
     network: QNetwork
     hparam_ranges = HPARAM_RANGES
+    acting_epsilon = PQNHparams.eps_finish
 
     def default_hparams(self) -> PQNHparams:
-        return jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), PQNHparams())
-
-    def q_values(self, params: Any, obs: jax.Array) -> jax.Array:
-        return self.network.apply(params, obs)
-
-    def policy_action(self, params: Any, obs: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array:
-        """Greedy actions; not deterministic: epsilon-greedy with the final exploration rate of the defaults."""
-        epsilon = 0.0 if deterministic else PQNHparams.eps_finish
-        return epsilon_greedy(self.q_values(params, obs), epsilon, key)
+        return as_float_tree(PQNHparams())
 
     def make_optimizer(self, hparams: PQNHparams) -> optax.GradientTransformation:
         c = self.config
@@ -135,14 +128,6 @@ class PQN(OffPolicyAgent):
 
     def epsilon(self, carry: PQNCarry, hparams: PQNHparams) -> jax.Array:
         return linear_schedule(hparams.eps_start, hparams.eps_finish, carry.update / self.num_updates, self.config.epsilon_decay)
-
-    def collect(self, carry: PQNCarry, hparams: PQNHparams) -> tuple[PQNCarry, Step]:
-        """`num_steps` epsilon-greedy steps of every environment with the current network: Step arrays (T, N, ...)."""
-        key, rollout_key = jax.random.split(carry.key)
-        epsilon = self.epsilon(carry, hparams)
-        act = lambda obs, k: epsilon_greedy(self.q_values(carry.params, obs), epsilon, k)
-        env_state, obs, steps = rollout(self.env_stack(), carry.env_params, carry.env_state, carry.obs, act, rollout_key, self.config.num_steps)
-        return carry.replace(env_state=env_state, obs=obs, key=key), steps
 
     def targets(self, params: Any, steps: Step, hparams: PQNHparams) -> jax.Array:
         """Q(lambda) targets (T, N), bootstrapping from max_a Q of each step's final observation (before any

@@ -30,7 +30,7 @@ import optax
 from flax import struct
 
 from jaxrl import envs
-from jaxrl.agents.base import Spaces, episode_metrics, spaces_of
+from jaxrl.agents.base import Spaces, as_float_tree, episode_metrics, spaces_of
 from jaxrl.agents.offpolicy import OffPolicyAgent, Step, Transition, check_replay_settings, filled, polyak, replay_buffer, rollout, transitions
 from jaxrl.envs.errors import InvalidChoiceError, invalid_choice
 from jaxrl.networks import ACTIVATIONS, SquashedGaussianActor, TwinCritic, squashed_sample
@@ -104,7 +104,7 @@ class SAC(OffPolicyAgent):
     hparam_ranges = HPARAM_RANGES
 
     def default_hparams(self) -> SACHparams:
-        return jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), SACHparams())
+        return as_float_tree(SACHparams())
 
     def sample(self, actor_params: Any, obs: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
         """A reparameterised action (B, d) of the policy and its log-probability (B,)."""
