@@ -61,7 +61,11 @@ def _resolve_plan(algo_name: str | None, settings: dict, args: argparse.Namespac
     if settings.get("algorithm", algo_name) != algo_name:
         raise InvalidChoiceError(f"the config is for algorithm {settings['algorithm']!r}, not {algo_name!r}")
     algo = algorithms[algo_name]
-    flags = {"env_id": args.env, "total_timesteps": args.steps, "objective": args.objective, "seeds": args.seeds}
+    rule = getattr(args, "rule", None)  # `jaxrl ued` has no --rule
+    if rule is not None and args.objective is not None:
+        raise InvalidChoiceError("give --rule or --objective, not both (for lpg they name the same thing: its update rule)")
+    objective = rule if rule is not None else args.objective
+    flags = {"env_id": args.env, "total_timesteps": args.steps, "objective": objective, "seeds": args.seeds}
     settings = {**settings, **{k: v for k, v in flags.items() if v is not None}}
     settings.update(parse_assignment(text) for text in args.set)
 
@@ -341,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="first seed; seed i trains with jax.random.key(i)")
     p.add_argument("--steps", type=_positive_int, help="total environment steps per run")
     p.add_argument("--objective", help="objective name (ppo_clip, no_trust_region, mdpo, dpo, lpo, ta_lpo) or a saved .npz")
+    p.add_argument("--rule", metavar="FILE", help="lpg's update rule: a file `jaxrl meta lpg` wrote (default: the untrained rule)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any setting or hyperparameter")
     p.add_argument("--sweep", action="append", default=[], metavar="KEY=V1,V2,...", help="a grid axis (repeatable)")
     p.add_argument("--config", help="YAML file of settings (flags override it)")
@@ -350,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run a YAML file that names its algorithm (and may hold `sweep:` and `seeds:`)")
     p.add_argument("file")
     p.add_argument("--seed", type=int, default=0)
-    for name in ("env", "steps", "objective", "seeds"):
+    for name in ("env", "steps", "objective", "rule", "seeds"):
         p.set_defaults(**{name: None})
     p.set_defaults(set=[], sweep=[])
     run_flags(p)

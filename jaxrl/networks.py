@@ -194,6 +194,8 @@ class ResetGRU(nn.Module):
     """A GRU over time whose hidden state is zeroed where `reset` is true, before the step that sees it.
 
     inputs: (T, B, F), resets: (T, B) bool, carry: (B, H) -> (new carry (B, H), outputs (T, B, H)).
+    `reverse`: the loop runs from t = T - 1 down to 0 (LPG reads a trajectory backwards: resets[t] = "an episode
+    ended at t" then cuts off what came from t + 1).
 
     The equations are flax's `GRUCell` (Cho et al. 2014, as in PyTorch):
         r = sigmoid(W_ir x + b_ir + W_hr h),   z = sigmoid(W_iz x + b_iz + W_hz h)
@@ -205,6 +207,7 @@ class ResetGRU(nn.Module):
     """
 
     hidden_size: int
+    reverse: bool = False
 
     @nn.compact
     def __call__(self, carry: jax.Array, inputs: jax.Array, resets: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -230,7 +233,7 @@ class ResetGRU(nn.Module):
             h = (1.0 - z) * n + z * h
             return h, h
 
-        return jax.lax.scan(step, carry, (projected, resets))
+        return jax.lax.scan(step, carry, (projected, resets), reverse=self.reverse)
 
 
 def conv3x3(image: jax.Array, kernel: jax.Array, bias: jax.Array, padding: str = "SAME") -> jax.Array:

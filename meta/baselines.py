@@ -44,7 +44,9 @@ def baseline_seeds(num_seeds: int) -> list[int]:
 
 def baseline_config(config: Any) -> Any:
     """The same inner configuration with the algorithm's default objective (PPO's clip for the PPO family)."""
-    if any(f.name == "objective" for f in dataclasses.fields(config)):
+    from jaxrl.agents.ppo import PPOConfig
+
+    if isinstance(config, PPOConfig):  # lpg's `objective` is its update rule: it has no default to fall back to
         return dataclasses.replace(config, objective="ppo_clip", objective_options=())
     return config
 
