@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrl.envs.errors import InvalidChoiceError
+
 Carry = Any
 Hparams = Any
 Metrics = dict[str, jax.Array]
@@ -74,6 +76,23 @@ class Agent:
 
     def train(self, key: jax.Array, hparams: Hparams) -> tuple[Carry, Metrics]:
         return train(self, key, hparams)
+
+
+class RolloutConfig:
+    """A base for the static config of an agent whose every update learns from one rollout of num_envs x
+    num_steps steps (PPO, PQN, LPG); the subclass (a frozen dataclass) has those fields and total_timesteps."""
+
+    @property
+    def batch_size(self) -> int:
+        return self.num_envs * self.num_steps
+
+    @property
+    def num_updates(self) -> int:
+        return self.total_timesteps // self.batch_size
+
+    def check_num_updates(self) -> None:
+        if self.num_updates < 1:
+            raise InvalidChoiceError(f"total_timesteps={self.total_timesteps} is less than one update of num_envs x num_steps = {self.batch_size}")
 
 
 def as_float_tree(tree: Any) -> Any:

@@ -44,7 +44,7 @@ from flax import struct
 from flax.traverse_util import flatten_dict, unflatten_dict
 
 from jaxrl import envs
-from jaxrl.agents.base import Spaces, as_float_tree, episode_metrics, spaces_of
+from jaxrl.agents.base import RolloutConfig, Spaces, as_float_tree, episode_metrics, spaces_of
 from jaxrl.agents.offpolicy import OffPolicyAgent, Step, rollout
 from jaxrl.envs.errors import InvalidChoiceError, invalid_choice
 from jaxrl.networks import ACTIVATIONS, MLP, ResetGRU
@@ -54,7 +54,7 @@ OPTIMIZERS = ("sgd", "adam")
 
 
 @dataclasses.dataclass(frozen=True)
-class LPGConfig:
+class LPGConfig(RolloutConfig):
     """Static settings (a change recompiles). `objective` is the update rule: RANDOM_RULE or a file `save_rule`
     wrote (`jaxrl meta lpg` writes one); the rule's architecture below must match the file's."""
 
@@ -75,17 +75,8 @@ class LPGConfig:
     eval_episodes: int = 64
     eval_deterministic: bool = False  # evaluate the stochastic policy the rule trained
 
-    @property
-    def batch_size(self) -> int:
-        return self.num_envs * self.num_steps
-
-    @property
-    def num_updates(self) -> int:
-        return self.total_timesteps // self.batch_size
-
     def validate(self) -> None:
-        if self.num_updates < 1:
-            raise InvalidChoiceError(f"total_timesteps={self.total_timesteps} is less than one update of num_envs x num_steps = {self.batch_size}")
+        self.check_num_updates()
         if self.activation not in ACTIVATIONS:
             raise invalid_choice("activation", self.activation, ACTIVATIONS)
         if self.optimizer not in OPTIMIZERS:

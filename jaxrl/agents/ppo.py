@@ -28,7 +28,7 @@ import optax
 from flax import struct
 
 from jaxrl import envs, objectives, speedups
-from jaxrl.agents.base import Agent, Spaces, as_float_tree, episode_metrics, spaces_of
+from jaxrl.agents.base import Agent, RolloutConfig, Spaces, as_float_tree, episode_metrics, spaces_of
 from jaxrl.envs.errors import InvalidChoiceError, invalid_choice
 from jaxrl.envs.wrappers import normalize_observation
 from jaxrl.networks import ACTIVATIONS, TORSOS, ActorCritic, RecurrentActorCritic, policy_noise, sample_with_noise
@@ -42,7 +42,7 @@ DEFAULT_EVAL_LIMIT = 1000  # evaluation steps for an environment without max_ste
 
 
 @dataclasses.dataclass(frozen=True)
-class PPOConfig:
+class PPOConfig(RolloutConfig):
     """Static settings: anything that changes a shape or the program. Sweeping one of these recompiles."""
 
     env_id: str = "CartPole-v1"
@@ -69,19 +69,8 @@ class PPOConfig:
     eval_episodes: int = 64
     eval_deterministic: bool = False
 
-    @property
-    def batch_size(self) -> int:
-        return self.num_envs * self.num_steps
-
-    @property
-    def num_updates(self) -> int:
-        return self.total_timesteps // self.batch_size
-
     def validate(self) -> None:
-        if self.num_updates < 1:
-            raise InvalidChoiceError(
-                f"total_timesteps={self.total_timesteps} is less than one update of num_envs x num_steps = {self.batch_size}"
-            )
+        self.check_num_updates()
         split = self.num_envs if self.recurrent else self.batch_size
         if split % self.num_minibatches:
             what = "num_envs" if self.recurrent else "num_envs x num_steps"

@@ -21,7 +21,7 @@ import optax
 from flax import struct
 
 from jaxrl import envs, speedups
-from jaxrl.agents.base import Spaces, as_float_tree, episode_metrics, spaces_of
+from jaxrl.agents.base import RolloutConfig, Spaces, as_float_tree, episode_metrics, spaces_of
 from jaxrl.agents.offpolicy import QAgent, Step, image_shape, linear_schedule
 from jaxrl.envs.errors import InvalidChoiceError, invalid_choice
 from jaxrl.networks import ACTIVATIONS, Q_TORSOS, QNetwork
@@ -30,7 +30,7 @@ from jaxrl.returns import q_lambda_returns
 
 
 @dataclasses.dataclass(frozen=True)
-class PQNConfig:
+class PQNConfig(RolloutConfig):
     """Static settings (a change recompiles). Defaults: purejaxql's CartPole setting (pqn_cartpole.yaml; its
     MinAtar one is experiments/configs/pqn_minatar.yaml)."""
 
@@ -50,17 +50,8 @@ class PQNConfig:
     eval_episodes: int = 64
     eval_deterministic: bool = True  # greedy evaluation
 
-    @property
-    def batch_size(self) -> int:
-        return self.num_envs * self.num_steps
-
-    @property
-    def num_updates(self) -> int:
-        return self.total_timesteps // self.batch_size
-
     def validate(self) -> None:
-        if self.num_updates < 1:
-            raise InvalidChoiceError(f"total_timesteps={self.total_timesteps} is less than one update of num_envs x num_steps = {self.batch_size}")
+        self.check_num_updates()
         if self.batch_size % self.num_minibatches:
             raise InvalidChoiceError(f"num_minibatches={self.num_minibatches} must divide num_envs x num_steps = {self.batch_size}")
         if self.activation not in ACTIVATIONS:
