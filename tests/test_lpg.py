@@ -3,6 +3,7 @@ rule files, and the agent on the runner through `jaxrl train lpg --rule FILE`.""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
@@ -155,3 +156,26 @@ def test_train_lpg_with_a_rule_file_runs_loads_and_refuses_bad_input(tmp_path, c
     assert main(["train", "lpg", "--rule", str(rule_file), "--objective", "ppo_clip", "--out", str(tmp_path / "b"), *common]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(errors) == 2 and "cannot read rule file" in errors[0] and "not both" in errors[1], errors
+
+
+
+def test_levels_come_from_reset_to_and_the_lifetime_reaches_the_rule():
+    """`reset_to` puts every environment on the caller's level (what meta-training does); hparams.lifetime is the N
+    of the rule's inputs n / N and log N: with lifetime conditioning it changes the update, without it does not."""
+    from jaxrl.envs import gridworld
+
+    def params_after(config, lifetime):
+        agent = lpg.make_agent(config)
+        level = gridworld.GridParams(level=gridworld.lpg_level("sparse"))
+        hparams = agent.default_hparams().replace(lifetime=jnp.float32(lifetime))
+        carry = agent.init(jax.random.key(0), hparams)
+        carry = agent.reset_to(carry, jax.tree.map(lambda x: jnp.broadcast_to(x, (4, *x.shape)), level), jax.random.key(1))
+        assert np.array_equal(carry.env_params.level.size, np.full(4, level.level.size))
+        carry, _ = jax.jit(agent.update)(carry, hparams)
+        return carry.params
+
+    same = lambda a, b: jax.tree.all(jax.tree.map(lambda x, y: bool(jnp.array_equal(x, y)), a, b))
+    config = lpg.LPGConfig(num_envs=4, num_steps=5, total_timesteps=4 * 5 * 4, gru_width=16, eval_episodes=2, lifetime_conditioning=True)
+    assert not same(params_after(config, 2), params_after(config, 50))
+    plain = dataclasses.replace(config, lifetime_conditioning=False)
+    assert same(params_after(plain, 2), params_after(plain, 50))

@@ -74,6 +74,7 @@ class LPGConfig(RolloutConfig):
     lifetime_conditioning: bool = False  # TA-LPG
     eval_episodes: int = 64
     eval_deterministic: bool = False  # evaluate the stochastic policy the rule trained
+    eval_steps: int = 0  # evaluation episodes' step limit; 0 = the environment's (the default level's) episode limit
 
     def validate(self) -> None:
         self.check_num_updates()
@@ -88,7 +89,7 @@ class LPGConfig(RolloutConfig):
 _POSITIVE = (math.ulp(0.0), math.inf, "a number > 0")
 _NON_NEGATIVE = (0.0, math.inf, "a number >= 0")
 HPARAM_RANGES = {"actor_lr": _POSITIVE, "predictor_lr": _POSITIVE, "max_grad_norm": _POSITIVE, "gamma": (0.0, 1.0, "a number in [0, 1]"),
-                 "target_coeff": _NON_NEGATIVE}
+                 "target_coeff": _NON_NEGATIVE, "lifetime": (0.0, math.inf, "a number >= 0 (0: num_updates)")}
 
 
 @struct.dataclass
@@ -100,6 +101,7 @@ class LPGHparams:
     max_grad_norm: jax.Array = 0.5
     gamma: jax.Array = 0.99  # only an input of the rule: the rule decides what to do with it
     target_coeff: jax.Array = 0.5  # alpha_y
+    lifetime: jax.Array = 0.0  # N, the lifetime the rule is told (TA-LPG), 0 = num_updates; meta-training stops the agent there
     objective: Any = struct.field(default_factory=dict)
 
 
@@ -224,7 +226,7 @@ class LPG(OffPolicyAgent):
     hparam_ranges = HPARAM_RANGES
 
     def default_hparams(self) -> LPGHparams:
-        return as_float_tree(LPGHparams(objective=self.rule_params))
+        return as_float_tree(LPGHparams(lifetime=self.num_updates, objective=self.rule_params))
 
     def policy_action(self, params: Any, obs: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array:
         """A sample of pi; deterministic: its most likely action."""
@@ -253,7 +255,7 @@ class LPG(OffPolicyAgent):
         env_state, obs, steps = rollout(self.env_stack(), carry.env_params, carry.env_state, carry.obs, act, rollout_key, self.config.num_steps)
         return carry.replace(env_state=env_state, obs=obs, key=key), steps
 
-    def loss(self, params: Any, steps: Step, hparams: LPGHparams, progress: jax.Array) -> tuple[jax.Array, dict]:
+    def loss(self, params: Any, steps: Step, hparams: LPGHparams, progress: jax.Array, lifetime: jax.Array) -> tuple[jax.Array, dict]:
         """The agent's loss L on a rollout (module docstring): the rule sees the agent's predictions and
         probabilities but passes no gradient to them (its targets are fixed for this update)."""
         log_probs = jax.nn.log_softmax(self.actor.apply(params["actor"], steps.obs), axis=-1)
@@ -262,15 +264,22 @@ class LPG(OffPolicyAgent):
         next_y = jax.nn.softmax(self.predictor.apply(params["predictor"], steps.final_obs), axis=-1)
         inputs = jax.lax.stop_gradient((jnp.exp(log_pi_taken), jnp.exp(log_y), next_y))
         pi_hat, log_y_hat = self.rule.apply(hparams.objective, steps.reward, steps.terminated, steps.done, *inputs, hparams.gamma, progress,
-                                            jnp.log(float(self.num_updates)))
+                                            jnp.log(lifetime.astype(jnp.float32)))
         loss, terms = agent_loss(log_pi_taken, log_y, pi_hat, log_y_hat, hparams.target_coeff)
         entropy = -jnp.sum(jnp.exp(log_probs) * log_probs, axis=-1).mean()
         return loss, {**terms, "pi_hat_mean": pi_hat.mean(), "pi_hat_abs": jnp.abs(pi_hat).mean(), "entropy": entropy}
 
+    def eval_limit(self) -> int:
+        return self.config.eval_steps or super().eval_limit()
+
+    def lifetime(self, hparams: LPGHparams) -> jax.Array:
+        return jnp.where(hparams.lifetime > 0, jnp.minimum(hparams.lifetime, self.num_updates), self.num_updates)
+
     def update(self, carry: LPGCarry, hparams: LPGHparams) -> tuple[LPGCarry, dict]:
         carry, steps = self.collect(carry)
-        progress = carry.update.astype(jnp.float32) / self.num_updates
-        (loss, stats), grads = jax.value_and_grad(self.loss, has_aux=True)(carry.params, steps, hparams, progress)
+        lifetime = self.lifetime(hparams)
+        progress = carry.update.astype(jnp.float32) / lifetime
+        (loss, stats), grads = jax.value_and_grad(self.loss, has_aux=True)(carry.params, steps, hparams, progress, lifetime)
         params, opt_state = {}, {}
         for name, optimizer in self.optimizers(hparams).items():
             updates, opt_state[name] = optimizer.update(grads[name], carry.opt_state[name], carry.params[name])

@@ -140,9 +140,11 @@ class OffPolicyAgent(Agent):
     def num_updates(self) -> int:
         return self.config.total_timesteps // self.steps_per_update
 
-    def env_stack(self, *, evaluation: bool = False) -> Any:
-        spec = envs.StackSpec(num_envs=self.config.eval_episodes if evaluation else self.config.num_envs,
-                              clip_actions=True, per_env_params=not evaluation)
+    def env_stack(self, *, evaluation: bool = False, eval_levels: int = 0) -> Any:
+        """The training stack (num_envs copies, each with its own parameters), or the evaluation stack: eval_episodes
+        copies of the default parameters, or with eval_levels > 0 that many copies each with its own (levels)."""
+        spec = envs.StackSpec(num_envs=eval_levels or (self.config.eval_episodes if evaluation else self.config.num_envs),
+                              clip_actions=True, per_env_params=not evaluation or eval_levels > 0)
         return envs.build_stack(self.env, spec, evaluation=evaluation)
 
     def init_env(self, key: jax.Array) -> tuple[Any, Any, jax.Array]:
@@ -151,6 +153,12 @@ class OffPolicyAgent(Agent):
         env_params = env.batch_params(self.default_env_params)
         obs, env_state = env.reset(key, env_params)
         return env_params, env_state, obs
+
+    def reset_to(self, carry: Any, env_params: Any, key: jax.Array, hparams: Any = None) -> Any:
+        """Put new levels in the carry (`env_params` with a leading axis of num_envs) and start a fresh episode on
+        each; the episode statistics carry over. (PPO.reset_to's signature, so callers treat agents alike.)"""
+        obs, env_state = self.env_stack().reset(key, env_params)
+        return carry.replace(env_params=env_params, env_state=envs.keep_statistics(carry.env_state, env_state), obs=obs)
 
     def policy_action(self, params: Any, obs: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array:
         raise NotImplementedError
@@ -177,19 +185,22 @@ class OffPolicyAgent(Agent):
     def eval_limit(self) -> int:
         return int(getattr(self.default_env_params, "max_steps_in_episode", DEFAULT_EVAL_LIMIT))
 
-    def episode_returns(self, state: dict[str, Any], key: jax.Array) -> jax.Array:
-        """Undiscounted returns (eval_episodes,) of one fresh episode each of the policy `state`, acting as
-        `eval_deterministic` says (greedy by default), each episode masked after its end."""
-        n, limit = self.config.eval_episodes, self.eval_limit()
-        env = self.env_stack(evaluation=True)
+    def episode_returns(self, state: dict[str, Any], key: jax.Array, levels: Any = None) -> jax.Array:
+        """Undiscounted returns (n,) of one fresh episode each of the policy `state`, acting as `eval_deterministic`
+        says (greedy by default), each episode masked after its end: n = eval_episodes on the default environment,
+        or one episode on each of `levels` (environment parameters with a leading axis n)."""
+        n = self.config.eval_episodes if levels is None else jax.tree.leaves(levels)[0].shape[0]
+        limit = self.eval_limit()
+        env = self.env_stack(evaluation=True, eval_levels=0 if levels is None else n)
+        env_params = self.default_env_params if levels is None else levels
         reset_key, step_key = jax.random.split(key)
-        obs, env_state = env.reset(reset_key, self.default_env_params)
+        obs, env_state = env.reset(reset_key, env_params)
 
         def step(carry, step_key):
             obs, env_state, active, total = carry
             act_key, env_key = jax.random.split(step_key)
             action = self.act_with(state, obs, act_key, self.config.eval_deterministic)
-            obs, env_state, reward, terminated, truncated, _ = env.step(env_key, env_state, action, self.default_env_params)
+            obs, env_state, reward, terminated, truncated, _ = env.step(env_key, env_state, action, env_params)
             return (obs, env_state, active & ~(terminated | truncated), total + reward * active), None
 
         start = (obs, env_state, jnp.ones((n,), bool), jnp.zeros((n,)))
