@@ -1,4 +1,4 @@
-"""`jaxrl meta discover | tune | evaluate`: registered on the `jaxrl` command through the `jaxrl.commands`
+"""`jaxrl meta discover | tune | evaluate | lpg`: registered on the `jaxrl` command through the `jaxrl.commands`
 entry point (pyproject.toml), so the core CLI never imports the meta layer."""
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ SEARCH_DEFAULTS = {
     "baseline_seeds": 8, "checkpoint_every": 10, "devices": None, "block_runs": None, "shaping": "centered_rank", "antithetic": True,
     "candidates": 2, "candidate_pool": 16, "validation_seeds": 8,
 }
+LPG_LEVEL_NAMES = ("dense", "sparse", "long", "longer", "long_dense")  # jaxrl.envs.gridworld.LPG_LEVELS, without importing JAX here
+LPG_FLAGS = ("curriculum", "generations", "population", "lifetime", "min_lifetime", "lifetime_conditioning", "level", "sigma", "lr", "shaping",
+             "eval_episodes", "buffer_capacity", "replay_prob", "antagonist_lr", "checkpoint_every", "seed")
 DISCOVER_DEFAULTS = {"objective": "lpo", "init": "ppo", "envs": "CartPole-v1", "sigma": 0.03, "lr": 0.03}
 TUNE_DEFAULTS = {"sigma": 0.1, "lr": 0.05}
 
@@ -97,6 +100,35 @@ def register(sub: argparse._SubParsersAction, common: Any) -> None:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_evaluate)
 
+    p = msub.add_parser("lpg", help="meta-learn an update rule (LPG, TA-LPG) by ES on grid-world levels: uniform, PLR or GROOVE",
+                        description="Meta-learn an LPG update rule with OpenES. Each generation, antithetic pairs of rules train fresh "
+                                    "agents on shared levels for a lifetime; fitness: win/lose within the pair. Levels: uniform random "
+                                    "(LPG), PLR by the A2C antagonist's positive value loss, or GROOVE (PLR by algorithmic regret, "
+                                    "A2C's return minus the LPG agent's). Writes rule.npz (load with `jaxrl train lpg --rule FILE`), "
+                                    "meta_summary.json and figures.")
+    p.add_argument("--curriculum", help="uniform, plr or groove (default groove)")
+    p.add_argument("--generations", type=common.positive_int, help="ES generations (default 100)")
+    p.add_argument("--population", type=common.positive_int, help="rules per generation, an even number: pairs share a level (default 16)")
+    p.add_argument("--lifetime", type=common.positive_int, help="agent updates per lifetime (default 250)")
+    p.add_argument("--min-lifetime", type=int, help="> 0: lifetimes log-uniform in [this, --lifetime] (default 0: all --lifetime)")
+    p.add_argument("--ta", dest="lifetime_conditioning", action="store_const", const=True, help="TA-LPG: the rule sees n/N and log N")
+    p.add_argument("--level", help="random (GROOVE's level distribution, default) or one LPG level: " + ", ".join(LPG_LEVEL_NAMES))
+    p.add_argument("--sigma", type=float, help="ES noise scale (default 0.1)")
+    p.add_argument("--lr", type=float, help="ES learning rate, Adam on the mean (default 0.01)")
+    p.add_argument("--shaping", help="win_lose (default) or centered_rank")
+    p.add_argument("--eval-episodes", type=common.positive_int, help="episodes that score each trained agent on its level (default 64)")
+    p.add_argument("--buffer-capacity", type=common.positive_int, help="PLR level buffer size (default 1000)")
+    p.add_argument("--replay-prob", type=float, help="probability of replaying buffer levels (default 0.5)")
+    p.add_argument("--antagonist-lr", type=float, help="learning rate of the A2C antagonist (default 0.05)")
+    p.add_argument("--checkpoint-every", type=common.positive_int, help="checkpoint every N generations (default 10)")
+    p.add_argument("--seed", type=int, help="meta seed (default 0)")
+    p.add_argument("--set", action="append", default=None, metavar="KEY=VALUE", help="an LPG agent setting (e.g. num_envs=32, gru_width=64)")
+    p.add_argument("--devices", type=common.devices, help="all (default) or N")
+    p.add_argument("--out", help="results folder (default results/meta-lpg-TIME)")
+    p.add_argument("--resume", metavar="DIR", help="continue from its folder (--generations may be raised)")
+    p.add_argument("--quiet", action="store_true", help="no per-generation lines")
+    p.set_defaults(func=_cmd_lpg)
+
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
     from jaxrl.config import load_yaml, parse_assignment
@@ -121,18 +153,24 @@ def _env_list(text: str) -> list[str]:
     return ids
 
 
+def _saved_request(folder: str, kind: str) -> tuple[Path, dict[str, Any]]:
+    """(folder, its meta.json) of a `meta KIND` run to resume; one-line errors otherwise."""
+    out = Path(folder)
+    try:
+        saved = json.loads((out / "meta.json").read_text())
+    except (OSError, ValueError) as err:
+        raise InvalidChoiceError(f"cannot resume from {str(out)!r}: no readable meta.json ({type(err).__name__})") from None
+    if saved.get("kind") != kind:
+        raise InvalidChoiceError(f"{str(out)!r} holds a `meta {saved.get('kind')}` run, not `meta {kind}`")
+    return out, saved
+
+
 def _request(kind: str, args: argparse.Namespace, specific: dict[str, Any], defaults: dict[str, Any]) -> tuple[dict[str, Any], Path, bool]:
     """The full request (saved as meta.json), the output folder and whether this resumes."""
     flags = {k: getattr(args, k) for k in SEARCH_DEFAULTS}
     flags.update(sigma=args.sigma, lr=args.lr)
     if args.resume:
-        out = Path(args.resume)
-        try:
-            saved = json.loads((out / "meta.json").read_text())
-        except (OSError, ValueError) as err:
-            raise InvalidChoiceError(f"cannot resume from {str(out)!r}: no readable meta.json ({type(err).__name__})") from None
-        if saved.get("kind") != kind:
-            raise InvalidChoiceError(f"{str(out)!r} holds a `meta {saved.get('kind')}` search, not `meta {kind}`")
+        out, saved = _saved_request(args.resume, kind)
         given = {**{k: v for k, v in flags.items() if v is not None}, **{k: v for k, v in specific.items() if v is not None}}
         if args.set is not None or args.config:
             given["settings"] = _settings(args)
@@ -244,4 +282,43 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if summary["status"] == "finished":
         print((out / "report.md").read_text())
         print(f"wrote {out / 'summary.json'}, {out / 'report.md'}, {out / 'scores.png'}")
+    return 0
+
+
+def _cmd_lpg(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from jaxrl import results
+    from jaxrl.config import parse_assignment
+    from jaxrl.meta.lpg import MetaLPG, MetaLPGConfig
+
+    given = {k: getattr(args, k) for k in LPG_FLAGS if getattr(args, k) is not None}
+    if args.resume:
+        out, saved = _saved_request(args.resume, "lpg")
+        fields = {**saved["config"], "agent": tuple(tuple(kv) for kv in saved["config"]["agent"])}
+        changed = sorted(k for k, v in given.items() if k != "generations" and fields.get(k) != v)
+        if changed or args.set is not None:
+            raise InvalidChoiceError(f"{str(out)!r} was started with other {', '.join(changed) or 'agent settings'}; resume without changing them "
+                                     "(only --generations may change)")
+        config = MetaLPGConfig(**{**fields, "generations": given.get("generations", fields["generations"]), "max_devices": args.devices})
+    else:
+        agent = tuple(parse_assignment(text) for text in (args.set or []))
+        config = MetaLPGConfig(**given, agent=agent, max_devices=args.devices)
+        out = Path(args.out or f"results/meta-lpg-{time.strftime('%Y%m%d-%H%M%S')}")
+        if (out / "meta.json").exists() or (out / "meta_summary.json").exists():
+            raise InvalidChoiceError(f"{str(out)!r} already holds a run; choose another --out, or --resume it")
+    meta = MetaLPG(config)  # validates everything before a file is written
+    if not args.resume:
+        out.mkdir(parents=True, exist_ok=True)
+        saved_config = {k: v for k, v in dataclasses.asdict(config).items() if k != "max_devices"}
+        results.atomic_write_json(out / "meta.json", {"kind": "lpg", "config": saved_config})
+    print(f"meta lpg ({config.curriculum} curriculum, {'TA-LPG' if config.lifetime_conditioning else 'LPG'}): population {config.population}, "
+          f"{config.generations} generations, lifetime {config.lifetime} updates of {meta.agent.steps_per_update} steps -> {out}", flush=True)
+    summary = meta.run(out, resume=bool(args.resume), progress=not args.quiet)
+    timing = summary["timing"]
+    print(f"{summary['status']}: {summary['generations_done']} generations, {timing['seconds_per_generation']:.1f} s/generation, "
+          f"{timing['agent_env_steps_per_s'] or 0:,.0f} agent env steps/s; files: {', '.join(summary['files'].values())} in {out}")
+    if summary["status"] == "interrupted":
+        print(f"continue with  jaxrl meta lpg --resume {out}")
+        return EXIT_INTERRUPTED
     return 0

@@ -22,7 +22,12 @@ from evosax.core.fitness_shaping import centered_rank_fitness_shaping_fn, standa
 from jaxrl.envs.errors import invalid_choice
 
 ALGORITHMS = {name.lower(): cls for name, cls in _EVOSAX.items()}
-SHAPINGS = {"centered_rank": centered_rank_fitness_shaping_fn, "z_score": standardize_fitness_shaping_fn}
+def _unshaped(population: Any, fitness: jax.Array, state: Any, params: Any) -> jax.Array:
+    """Fitness as given: for callers that shape it themselves (LPG's win/lose within antithetic pairs)."""
+    return fitness
+
+
+SHAPINGS = {"centered_rank": centered_rank_fitness_shaping_fn, "z_score": standardize_fitness_shaping_fn, "none": _unshaped}
 
 
 class ES(NamedTuple):

@@ -7,6 +7,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -82,5 +83,72 @@ def plot_scores(path: str | os.PathLike, env_ids: Sequence[str], labels: Sequenc
     ax.set_ylabel("normalised score, IQM, 95% CI\n(0 = untrained, 1 = PPO-clip, same settings and seeds)")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    results.save_figure(fig, path)
+
+
+def plot_lpg_returns(path: str | os.PathLike, history: list[dict[str, Any]], title: str = "") -> None:
+    """Meta-training of an update rule: the mean and best final return of the generation's LPG agents (each on its
+    own level, so the curve also moves with the levels drawn), with a moving average of the mean."""
+    plt = results.pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    gens = np.array([h["generation"] for h in history])
+    mean = np.array([np.nan if h["return_mean"] is None else h["return_mean"] for h in history])
+    ax.plot(gens, [np.nan if h["return_best"] is None else h["return_best"] for h in history], alpha=0.5, label="best agent")
+    ax.plot(gens, mean, alpha=0.5, label="mean over agents")
+    window = max(1, len(history) // 10)
+    if len(history) >= window > 1:
+        smooth = np.convolve(np.nan_to_num(mean), np.ones(window) / window, mode="valid")
+        ax.plot(gens[window - 1:], smooth, linewidth=2, label=f"mean, moving average of {window}")
+    ax.set_xlabel("generation")
+    ax.set_ylabel("final return of LPG-trained agents")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    results.save_figure(fig, path)
+
+
+def plot_regret(path: str | os.PathLike, history: list[dict[str, Any]], bins: int = 30) -> None:
+    """The algorithmic regret of the generation's levels over time: a histogram per generation (colour = count),
+    with the mean on top."""
+    rows = [(h["generation"], np.asarray(h["regret"], float)) for h in history if h.get("regret") is not None]
+    plt = results.pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    if rows:
+        values = np.concatenate([r for _, r in rows])
+        values = values[np.isfinite(values)]
+        edges = np.linspace(values.min(initial=0.0), values.max(initial=1.0) + 1e-6, bins + 1)
+        counts = np.stack([np.histogram(r[np.isfinite(r)], edges)[0] for _, r in rows], axis=1)
+        gens = [g for g, _ in rows]
+        ax.imshow(counts, origin="lower", aspect="auto", cmap="viridis", extent=(gens[0] - 0.5, gens[-1] + 0.5, edges[0], edges[-1]))
+        ax.plot(gens, [np.nanmean(r) for _, r in rows], color="white", linewidth=1.5, label="mean")
+        ax.legend(fontsize=8)
+    ax.set_xlabel("generation")
+    ax.set_ylabel("algorithmic regret R(antagonist) - R(LPG agent)")
+    ax.set_title("regret of the levels played (histogram per generation)")
+    fig.tight_layout()
+    results.save_figure(fig, path)
+
+
+def plot_level_buffer(path: str | os.PathLike, buffer: Any, title: str = "", top: int = 12) -> None:
+    """The `top` highest-scoring levels of a grid-world level buffer (entries are meta.lpg.Task), with score and
+    lifetime."""
+    from jaxrl.envs import gridworld
+
+    filled = np.asarray(buffer.filled)
+    scores = np.where(filled, np.asarray(buffer.scores), -np.inf)
+    order = [i for i in np.argsort(-scores)[:top] if filled[i]]
+    plt = results.pyplot()
+    cols = 4
+    rows = max(1, -(-len(order) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.4 * rows), dpi=120, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, order):
+        task = jax.tree.map(lambda x: np.asarray(x[i]), buffer.levels)
+        ax.imshow(gridworld.render_level(task.level, tile=4))
+        ax.set_title(f"score {scores[i]:.2f}, N {int(task.lifetime)}", fontsize=7)
+    fig.suptitle(f"{title}: highest-scoring levels in the buffer ({int(filled.sum())} held)", fontsize=9)
     fig.tight_layout()
     results.save_figure(fig, path)

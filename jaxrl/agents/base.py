@@ -95,6 +95,15 @@ class RolloutConfig:
             raise InvalidChoiceError(f"total_timesteps={self.total_timesteps} is less than one update of num_envs x num_steps = {self.batch_size}")
 
 
+DEFAULT_EVAL_LIMIT = 1000  # evaluation steps for an environment without max_steps_in_episode (Brax's default limit)
+
+
+def eval_limit(config: Any, env_params: Any) -> int:
+    """Steps of an evaluation episode: the config's `eval_steps` where it has one set, else the environment's
+    max_steps_in_episode, else DEFAULT_EVAL_LIMIT."""
+    return getattr(config, "eval_steps", 0) or int(getattr(env_params, "max_steps_in_episode", DEFAULT_EVAL_LIMIT))
+
+
 def as_float_tree(tree: Any) -> Any:
     """Every leaf as a float32 array: hyperparameter defaults written as Python numbers become traced data, so a
     sweep over them is a vmap of one compiled program."""

@@ -74,7 +74,7 @@ class LPGConfig(RolloutConfig):
     lifetime_conditioning: bool = False  # TA-LPG
     eval_episodes: int = 64
     eval_deterministic: bool = False  # evaluate the stochastic policy the rule trained
-    eval_steps: int = 0  # evaluation episodes' step limit; 0 = the environment's (the default level's) episode limit
+    eval_steps: int = 0  # evaluation episodes' step limit; 0 = the environment's episode limit (1000 without one)
 
     def validate(self) -> None:
         self.check_num_updates()
@@ -268,9 +268,6 @@ class LPG(OffPolicyAgent):
         loss, terms = agent_loss(log_pi_taken, log_y, pi_hat, log_y_hat, hparams.target_coeff)
         entropy = -jnp.sum(jnp.exp(log_probs) * log_probs, axis=-1).mean()
         return loss, {**terms, "pi_hat_mean": pi_hat.mean(), "pi_hat_abs": jnp.abs(pi_hat).mean(), "entropy": entropy}
-
-    def eval_limit(self) -> int:
-        return self.config.eval_steps or super().eval_limit()
 
     def lifetime(self, hparams: LPGHparams) -> jax.Array:
         return jnp.where(hparams.lifetime > 0, jnp.minimum(hparams.lifetime, self.num_updates), self.num_updates)

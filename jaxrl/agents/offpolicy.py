@@ -16,10 +16,9 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxrl import envs, speedups
-from jaxrl.agents.base import Agent, Spaces
+from jaxrl.agents.base import Agent, Spaces, eval_limit
 from jaxrl.envs.errors import InvalidChoiceError
 
-DEFAULT_EVAL_LIMIT = 1000  # evaluation steps for an environment without max_steps_in_episode (Brax's default)
 
 
 class Step(NamedTuple):
@@ -183,7 +182,7 @@ class OffPolicyAgent(Agent):
         return hidden, self.act_with(state, obs, key, deterministic)
 
     def eval_limit(self) -> int:
-        return int(getattr(self.default_env_params, "max_steps_in_episode", DEFAULT_EVAL_LIMIT))
+        return eval_limit(self.config, self.default_env_params)
 
     def episode_returns(self, state: dict[str, Any], key: jax.Array, levels: Any = None) -> jax.Array:
         """Undiscounted returns (n,) of one fresh episode each of the policy `state`, acting as `eval_deterministic`

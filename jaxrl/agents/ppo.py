@@ -28,7 +28,7 @@ import optax
 from flax import struct
 
 from jaxrl import envs, objectives, speedups
-from jaxrl.agents.base import Agent, RolloutConfig, Spaces, as_float_tree, episode_metrics, spaces_of
+from jaxrl.agents.base import Agent, RolloutConfig, Spaces, as_float_tree, episode_metrics, eval_limit, spaces_of
 from jaxrl.envs.errors import InvalidChoiceError, invalid_choice
 from jaxrl.envs.wrappers import normalize_observation
 from jaxrl.networks import ACTIVATIONS, TORSOS, ActorCritic, RecurrentActorCritic, policy_noise, sample_with_noise
@@ -38,7 +38,6 @@ from jaxrl.returns import gae
 CONTINUOUS_ACTIONS = ("clip", "tanh")
 OPTIMIZERS = ("adam", "rmsprop")
 CLIP_FRAC_THRESHOLD = 0.2  # |r - 1| above this counts towards the reported clip fraction
-DEFAULT_EVAL_LIMIT = 1000  # evaluation steps for an environment without max_steps_in_episode (Brax's default limit)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +66,7 @@ class PPOConfig(RolloutConfig):
     optimizer: str = "adam"  # adam (eps 1e-5) or rmsprop (A2C's: decay 0.99, eps 1e-5 outside the root)
     anneal_lr: bool = True
     eval_episodes: int = 64
+    eval_steps: int = 0  # evaluation episodes' step limit; 0 = the environment's episode limit (1000 without one)
     eval_deterministic: bool = False
 
     def validate(self) -> None:
@@ -481,7 +481,7 @@ class PPO(Agent):
         return hidden, action
 
     def eval_limit(self) -> int:
-        return int(getattr(self.default_env_params, "max_steps_in_episode", DEFAULT_EVAL_LIMIT))
+        return eval_limit(self.config, self.default_env_params)
 
     def evaluate(self, carry: PPOCarry, key: jax.Array) -> jax.Array:
         """Mean undiscounted return of the current policy over `eval_episodes` fresh episodes (one each) of the
