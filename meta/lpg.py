@@ -203,6 +203,7 @@ class MetaLPG:
         self.protagonist_axis = RunAxis.plan(self.agent, self.hparams, config.population, max_devices=config.max_devices)
         self.antagonist_axis = RunAxis.plan(self.antagonist, self.antagonist_hparams, config.num_pairs, max_devices=config.max_devices)
         self._ask, self._tell = jax.jit(self.es.ask), jax.jit(self.es.tell)
+        self._init_state = jax.jit(self.init_state)
         self._propose, self._observe = jax.jit(self.curriculum.propose), jax.jit(self.curriculum.observe)
         self._protagonists = self.protagonist_axis.map(self._protagonist_return)
         self._antagonists = self.antagonist_axis.map(self._antagonist_stats)
@@ -313,7 +314,7 @@ class MetaLPG:
             state = restore_tree(ckpt / "tree", jax.eval_shape(self.init_state, init_key))
         else:
             start, history = 0, []
-            state = self.init_state(init_key)
+            state = self._init_state(init_key)
         out.mkdir(parents=True, exist_ok=True)
         status, stop = "finished", StopFlag("generation")
         with stop.installed():

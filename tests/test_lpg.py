@@ -140,7 +140,7 @@ def test_train_lpg_with_a_rule_file_runs_loads_and_refuses_bad_input(tmp_path, c
     lpg.save_rule(str(rule_file), module, params)
 
     out = tmp_path / "run"
-    common = ["--steps", str(64 * 20 * 4), "--set", "gru_width=32", "--set", "eval_episodes=8", "--quiet"]
+    common = ["--steps", str(64 * 20 * 4), "--set", "gru_width=32", "--set", "eval_episodes=8", "--devices", "1", "--quiet"]
     assert main(["train", "lpg", "--rule", str(rule_file), "--seeds", "2", "--out", str(out), *common]) == 0
     trained = load(out)
     curves = np.load(out / "curves.npz")
@@ -164,18 +164,23 @@ def test_levels_come_from_reset_to_and_the_lifetime_reaches_the_rule():
     of the rule's inputs n / N and log N: with lifetime conditioning it changes the update, without it does not."""
     from jaxrl.envs import gridworld
 
-    def params_after(config, lifetime):
+    level = gridworld.GridParams(level=gridworld.lpg_level("sparse"))
+
+    def one_update(config):
         agent = lpg.make_agent(config)
-        level = gridworld.GridParams(level=gridworld.lpg_level("sparse"))
-        hparams = agent.default_hparams().replace(lifetime=jnp.float32(lifetime))
-        carry = agent.init(jax.random.key(0), hparams)
-        carry = agent.reset_to(carry, jax.tree.map(lambda x: jnp.broadcast_to(x, (4, *x.shape)), level), jax.random.key(1))
-        assert np.array_equal(carry.env_params.level.size, np.full(4, level.level.size))
-        carry, _ = jax.jit(agent.update)(carry, hparams)
-        return carry.params
+
+        @jax.jit
+        def params_after(lifetime):  # traced: one compile for both lifetimes
+            hparams = agent.default_hparams().replace(lifetime=lifetime)
+            carry = agent.init(jax.random.key(0), hparams)
+            carry = agent.reset_to(carry, jax.tree.map(lambda x: jnp.broadcast_to(x, (4, *x.shape)), level), jax.random.key(1))
+            return agent.update(carry, hparams)[0]
+
+        short, long = params_after(jnp.float32(2)), params_after(jnp.float32(50))
+        assert np.array_equal(short.env_params.level.size, np.full(4, level.level.size))
+        return same(short.params, long.params)
 
     same = lambda a, b: jax.tree.all(jax.tree.map(lambda x, y: bool(jnp.array_equal(x, y)), a, b))
     config = lpg.LPGConfig(num_envs=4, num_steps=5, total_timesteps=4 * 5 * 4, gru_width=16, eval_episodes=2, lifetime_conditioning=True)
-    assert not same(params_after(config, 2), params_after(config, 50))
-    plain = dataclasses.replace(config, lifetime_conditioning=False)
-    assert same(params_after(plain, 2), params_after(plain, 50))
+    assert not one_update(config)
+    assert one_update(dataclasses.replace(config, lifetime_conditioning=False))

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import jax
@@ -19,6 +17,8 @@ import pytest
 from jaxrl.agents.ppo import PPOConfig, make_agent
 from jaxrl.cli import main
 from jaxrl.runner import RunPlan, run
+
+from conftest import interrupt_after_first_chunk
 
 CONFIG = PPOConfig(num_envs=4, num_steps=16, total_timesteps=4 * 16 * 12, eval_episodes=4)
 SETTINGS = {"num_envs": 4, "num_steps": 16, "total_timesteps": 4 * 16 * 12, "eval_episodes": 4}
@@ -67,41 +67,32 @@ def test_nan_is_reported_with_grid_point_seed_and_update(agent, tmp_path):
     assert "NaN: grid point 1" in (tmp_path / "report.md").read_text()
 
 
-def test_sigterm_then_resume_equals_uninterrupted(tmp_path):
-    args = ["train", "ppo", "--env", "CartPole-v1", "--seeds", "2", "--steps", str(4 * 16 * 400), "--quiet",
+def test_sigterm_then_resume_equals_uninterrupted(tmp_path, monkeypatch, capsys):
+    """A real SIGTERM (sent by the process to itself once the first chunk's metrics are written) checkpoints and
+    stops with exit 3; `--resume` finishes the run, which then equals one never interrupted, on 2 devices."""
+    args = ["train", "ppo", "--env", "CartPole-v1", "--seeds", "2", "--steps", str(4 * 16 * 60), "--quiet", "--devices", "2",
             "--set", "num_envs=4", "--set", "num_steps=16", "--set", "eval_episodes=4",
             "--chunk-updates", "20", "--checkpoint-every", "1"]
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
     cut = tmp_path / "cut"
-    proc = subprocess.Popen([sys.executable, "-m", "jaxrl.cli", *args, "--out", str(cut)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 240
-    while not (cut / "checkpoints" / "state.json").exists():
-        assert proc.poll() is None and time.time() < deadline, proc.communicate()
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=240)
-    assert proc.returncode == 3, err  # interrupted and resumable: neither success nor bad input
+    with monkeypatch.context() as m:
+        interrupt_after_first_chunk(m)
+        assert main([*args, "--out", str(cut)]) == 3  # interrupted and resumable: neither success nor bad input
     summary, _ = load(cut)
     assert summary["status"] == "interrupted", "the run finished before the signal; make it longer"
     chunk_files = sorted((cut / "metrics").glob("batch0000_chunk*.npz"))
     assert chunk_files and np.load(chunk_files[0])["loss"].shape == (2, 20)
-    assert "--resume" in out
+    assert "--resume" in capsys.readouterr().out
 
-    changed = subprocess.run([sys.executable, "-m", "jaxrl.cli", "train", "--resume", str(cut), "--set", "lr=0.1"], env=env,
-                             capture_output=True, text=True, timeout=120)
-    assert changed.returncode == 2 and "different config (changed: lr)" in changed.stderr
-    resumed = subprocess.run([sys.executable, "-m", "jaxrl.cli", "train", "--resume", str(cut), "--quiet"], env=env,
-                             capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr
+    assert main(["train", "--resume", str(cut), "--set", "lr=0.1"]) == 2
+    assert "different config (changed: lr)" in capsys.readouterr().err
+    assert main(["train", "--resume", str(cut), "--quiet", "--devices", "2"]) == 0
     full = tmp_path / "full"
-    subprocess.run([sys.executable, "-m", "jaxrl.cli", *args, "--out", str(full)], env=env, check=True,
-                   capture_output=True, timeout=300)
+    assert main([*args, "--out", str(full)]) == 0
     s_cut, c_cut = load(cut)
     s_full, c_full = load(full)
     assert s_cut["status"] == "finished" and not (cut / "metrics").exists()
     # The resumed call reports the steps it ran itself, so its steps/s is not inflated by the earlier part.
-    assert 0 < s_cut["timing"]["env_steps"] < s_full["timing"]["env_steps"] == 2 * 4 * 16 * 400
+    assert 0 < s_cut["timing"]["env_steps"] < s_full["timing"]["env_steps"] == 2 * 4 * 16 * 60
     for name in ("loss", "episode_return", "approx_kl", "final_return"):
         np.testing.assert_array_equal(c_cut[name], c_full[name], err_msg=name)
 
