@@ -150,7 +150,7 @@ def test_custom_environment_by_module_path_trains_from_the_cli(tmp_path, monkeyp
     monkeypatch.delitem(sys.modules, "my_corridor", raising=False)
     env_id = "my_corridor:Corridor"
     out = tmp_path / "run"
-    code = main(["train", "ppo", "--env", env_id, "--steps", "4096", "--seeds", "2", "--out", str(out), "--quiet",
+    code = main(["train", "ppo", "--env", env_id, "--steps", "4096", "--seeds", "2", "--out", str(out), "--quiet", "--devices", "1",
                  "--set", "num_envs=4", "--set", "num_steps=32", "--set", "eval_episodes=4"])
     assert code == 0, capsys.readouterr().err
     summary = json.loads((out / "summary.json").read_text())

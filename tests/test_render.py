@@ -23,7 +23,7 @@ def cartpole_dir(tmp_path_factory):
     """A finished CartPole run of 3 seeds (4 updates each), observations normalised (the kept statistics are used)."""
     out = tmp_path_factory.mktemp("render") / "cp"
     assert main(["train", "ppo", "--env", "CartPole-v1", "--steps", "2048", "--seeds", "3", "--set", "normalize_obs=true",
-                 "--out", str(out), "--quiet"]) == 0
+                 "--out", str(out), "--quiet", "--devices", "1"]) == 0
     return out
 
 

@@ -45,7 +45,7 @@ from flax.traverse_util import flatten_dict, unflatten_dict
 
 from jaxrl import envs
 from jaxrl.agents.base import RolloutConfig, Spaces, as_float_tree, episode_metrics, spaces_of
-from jaxrl.agents.offpolicy import OffPolicyAgent, Step, rollout
+from jaxrl.agents.offpolicy import FeedForwardAgent, Step, rollout
 from jaxrl.envs.errors import InvalidChoiceError, invalid_choice
 from jaxrl.networks import ACTIVATIONS, MLP, ResetGRU
 
@@ -214,7 +214,7 @@ class LPGCarry:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class LPG(OffPolicyAgent):
+class LPG(FeedForwardAgent):
     config: LPGConfig
     env: Any
     default_env_params: Any

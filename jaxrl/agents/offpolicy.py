@@ -1,6 +1,7 @@
-"""What the value-based and off-policy agents (PQN, DQN, SAC) share: the environment stack they train and evaluate
-on, a rollout of any acting function, exploration schedules, the replay buffer, and the acting / evaluation
-members of the agent protocol (so `jaxrl.load`, `jaxrl eval` and `jaxrl render` work for them unchanged).
+"""What the value-based and off-policy agents (PQN, DQN, SAC) share, and LPG with them: the environment stack they
+train and evaluate on, a rollout of any acting function, exploration schedules, the replay buffer, and the acting /
+evaluation members of the agent protocol for feed-forward policies (`FeedForwardAgent`, so `jaxrl.load`, `jaxrl
+eval` and `jaxrl render` work for them unchanged).
 
 Observations are not normalised and rewards not scaled for these agents: what they store and learn from is what
 the environment gave.
@@ -122,8 +123,8 @@ def filled(buffer_state: Any, capacity: int) -> jax.Array:
     return jnp.where(buffer_state.is_full, capacity, buffer_state.current_index)
 
 
-class OffPolicyAgent(Agent):
-    """Acting and evaluation for agents whose policy is `greedy(params, obs, key, deterministic)`: a subclass sets
+class FeedForwardAgent(Agent):
+    """Acting and evaluation for agents whose policy is `policy_action(params, obs, key, deterministic)`: a subclass sets
     `env`, `default_env_params`, `spaces` and `config` (with `num_envs`, `num_steps`, `eval_episodes`) and defines
     `policy_action`. Feed-forward policies: no recurrent state."""
 
@@ -211,7 +212,7 @@ class OffPolicyAgent(Agent):
         return self.episode_returns(self.policy_state(carry), key).mean()
 
 
-class QAgent(OffPolicyAgent):
+class QAgent(FeedForwardAgent):
     """An agent whose policy is epsilon-greedy in the values of `network` (PQN, DQN). A subclass defines
     `epsilon(carry, hparams)` (its exploration schedule) and sets `acting_epsilon`, the rate a trained policy acts
     with when not deterministic."""

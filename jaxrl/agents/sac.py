@@ -31,7 +31,7 @@ from flax import struct
 
 from jaxrl import envs
 from jaxrl.agents.base import Spaces, as_float_tree, episode_metrics, spaces_of
-from jaxrl.agents.offpolicy import OffPolicyAgent, Step, Transition, check_replay_settings, filled, polyak, replay_buffer, rollout, transitions
+from jaxrl.agents.offpolicy import FeedForwardAgent, Step, Transition, check_replay_settings, filled, polyak, replay_buffer, rollout, transitions
 from jaxrl.envs.errors import InvalidChoiceError, invalid_choice
 from jaxrl.networks import ACTIVATIONS, SquashedGaussianActor, TwinCritic, squashed_sample
 from jaxrl.networks import init_params as init_network
@@ -93,7 +93,7 @@ class SACCarry:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class SAC(OffPolicyAgent):
+class SAC(FeedForwardAgent):
     config: SACConfig
     env: Any
     default_env_params: Any
