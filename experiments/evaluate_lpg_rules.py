@@ -52,7 +52,7 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=16)
     p.add_argument("--num-envs", type=int, default=16)
     p.add_argument("--num-steps", type=int, default=20)
-    p.add_argument("--a2c-lr", type=float, default=0.05, help="the antagonist's learning rate (meta lpg's --antagonist-lr)")
+    p.add_argument("--a2c-lr", type=float, default=0.01, help="the antagonist's learning rate (meta lpg's --antagonist-lr)")
     p.add_argument("--gru-width", type=int, default=256, help="the rules' GRU width (must match the files)")
     p.add_argument("--ta", action="store_true", help="the rules are TA-LPG (lifetime-conditioned)")
     p.add_argument("--minatar", default="", help="comma-separated MinAtar games to add (breakout, space_invaders, asterix, freeway)")

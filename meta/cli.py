@@ -119,7 +119,7 @@ def register(sub: argparse._SubParsersAction, common: Any) -> None:
     p.add_argument("--eval-episodes", type=common.positive_int, help="episodes that score each trained agent on its level (default 64)")
     p.add_argument("--buffer-capacity", type=common.positive_int, help="PLR level buffer size (default 1000)")
     p.add_argument("--replay-prob", type=float, help="probability of replaying buffer levels (default 0.5)")
-    p.add_argument("--antagonist-lr", type=float, help="learning rate of the A2C antagonist (default 0.05)")
+    p.add_argument("--antagonist-lr", type=float, help="learning rate of the A2C antagonist (default 0.01)")
     p.add_argument("--checkpoint-every", type=common.positive_int, help="checkpoint every N generations (default 10)")
     p.add_argument("--seed", type=int, help="meta seed (default 0)")
     p.add_argument("--set", action="append", default=None, metavar="KEY=VALUE", help="an LPG agent setting (e.g. num_envs=32, gru_width=64)")
