@@ -195,9 +195,9 @@ def test_ued_bad_input_is_one_line_exit_2_and_writes_nothing(argv, message, caps
 
 
 def test_dr_on_empty_rooms_learns():
-    """Easy levels (no walls, random agent and goal): 100 DR updates of a small student lift the solve rate on
-    64 fresh levels from about 0.25 (untrained) to above 0.6 (0.94 seen)."""
-    config = ued.UEDConfig(method="dr", num_walls=0, num_envs=16, num_steps=128, gru_size=64, total_timesteps=16 * 128 * 100,
+    """Easy levels (no walls, random agent and goal): 60 DR updates of a small student lift the solve rate on
+    64 fresh levels from about 0.3 (untrained, 0.34 seen) to above 0.6 (0.80 seen)."""
+    config = ued.UEDConfig(method="dr", num_walls=0, num_envs=16, num_steps=128, gru_size=64, total_timesteps=16 * 128 * 60,
                            eval_episodes=1, eval_mazes=("SixteenRooms",))
     agent = ued.make_agent(config)
     hparams = agent.default_hparams().replace(lr=jnp.float32(1e-3))

@@ -45,7 +45,7 @@ from flax.traverse_util import flatten_dict, unflatten_dict
 
 from jaxrl import envs
 from jaxrl.agents.base import RolloutConfig, Spaces, as_float_tree, episode_metrics, spaces_of
-from jaxrl.agents.offpolicy import FeedForwardAgent, Step, rollout
+from jaxrl.agents.offpolicy import FeedForwardAgent, RolloutCarry, Step, rollout
 from jaxrl.envs.errors import InvalidChoiceError, invalid_choice
 from jaxrl.networks import ACTIVATIONS, MLP, ResetGRU
 
@@ -202,17 +202,6 @@ class Head(nn.Module):
         return nn.Dense(self.features, use_bias=bool(self.hidden))(x)
 
 
-@struct.dataclass
-class LPGCarry:
-    params: Any  # {"actor": ..., "predictor": ...}
-    opt_state: Any
-    env_params: Any  # leading axis num_envs
-    env_state: Any
-    obs: jax.Array  # (num_envs, obs_dim)
-    key: jax.Array
-    update: jax.Array  # int32 count of updates done
-
-
 @dataclasses.dataclass(frozen=True, eq=False)
 class LPG(FeedForwardAgent):
     config: LPGConfig
@@ -238,17 +227,17 @@ class LPG(FeedForwardAgent):
         clip = optax.clip_by_global_norm(hparams.max_grad_norm)  # each network's gradient on its own, as GROOVE
         return {"actor": optax.chain(clip, make(hparams.actor_lr)), "predictor": optax.chain(clip, make(hparams.predictor_lr))}
 
-    def init(self, key: jax.Array, hparams: LPGHparams) -> LPGCarry:
+    def init(self, key: jax.Array, hparams: LPGHparams) -> RolloutCarry:
         key, actor_key, predictor_key, env_key = jax.random.split(key, 4)
         example = jnp.zeros((1, self.spaces.obs_dim))
         params = {"actor": self.actor.init(actor_key, example), "predictor": self.predictor.init(predictor_key, example)}
         opt_state = {name: opt.init(params[name]) for name, opt in self.optimizers(hparams).items()}
         env_params, env_state, obs = self.init_env(env_key)
-        return LPGCarry(params, opt_state, env_params, env_state, obs, key, jnp.zeros((), jnp.int32))
+        return RolloutCarry(params, opt_state, env_params, env_state, obs, key, jnp.zeros((), jnp.int32))
 
     # -------------------------------------------------------------------------------- one update
 
-    def collect(self, carry: LPGCarry) -> tuple[LPGCarry, Step]:
+    def collect(self, carry: RolloutCarry) -> tuple[RolloutCarry, Step]:
         """`num_steps` steps of every environment, actions sampled from pi: Step arrays (T, N, ...)."""
         key, rollout_key = jax.random.split(carry.key)
         act = lambda obs, k: self.policy_action(carry.params, obs, k, False)
@@ -272,7 +261,7 @@ class LPG(FeedForwardAgent):
     def lifetime(self, hparams: LPGHparams) -> jax.Array:
         return jnp.where(hparams.lifetime > 0, jnp.minimum(hparams.lifetime, self.num_updates), self.num_updates)
 
-    def update(self, carry: LPGCarry, hparams: LPGHparams) -> tuple[LPGCarry, dict]:
+    def update(self, carry: RolloutCarry, hparams: LPGHparams) -> tuple[RolloutCarry, dict]:
         carry, steps = self.collect(carry)
         lifetime = self.lifetime(hparams)
         progress = carry.update.astype(jnp.float32) / lifetime

@@ -102,6 +102,19 @@ def check_replay_settings(config: Any) -> None:
         raise InvalidChoiceError(f"learning_starts={config.learning_starts} is more than the buffer holds ({config.buffer_size})")
 
 
+@struct.dataclass
+class RolloutCarry:
+    """The carry of an agent without a replay buffer (PQN, LPG): parameters, optimiser state, the environments."""
+
+    params: Any
+    opt_state: Any
+    env_params: Any  # leading axis num_envs
+    env_state: Any
+    obs: jax.Array  # (num_envs, obs_dim)
+    key: jax.Array
+    update: jax.Array  # int32 count of updates done
+
+
 class Transition(struct.PyTreeNode):
     """One stored step (the buffer adds leading axes)."""
 

@@ -22,7 +22,7 @@ from flax import struct
 
 from jaxrl import envs, speedups
 from jaxrl.agents.base import RolloutConfig, Spaces, as_float_tree, episode_metrics, spaces_of
-from jaxrl.agents.offpolicy import QAgent, Step, image_shape, linear_schedule
+from jaxrl.agents.offpolicy import QAgent, RolloutCarry, Step, image_shape, linear_schedule
 from jaxrl.envs.errors import InvalidChoiceError, invalid_choice
 from jaxrl.networks import ACTIVATIONS, Q_TORSOS, QNetwork
 from jaxrl.networks import init_params as init_network
@@ -79,17 +79,6 @@ class PQNHparams:
     reward_scale: jax.Array = 0.1  # rewards are multiplied by it in the targets (the returns reported are unscaled)
 
 
-@struct.dataclass
-class PQNCarry:
-    params: Any
-    opt_state: Any
-    env_params: Any  # leading axis num_envs
-    env_state: Any
-    obs: jax.Array  # (num_envs, obs_dim)
-    key: jax.Array
-    update: jax.Array  # int32 count of updates done
-
-
 @dataclasses.dataclass(frozen=True, eq=False)
 class PQN(QAgent):
     config: PQNConfig
@@ -109,15 +98,15 @@ class PQN(QAgent):
         lr = (lambda count: hparams.lr * (1.0 - (count // steps) / c.num_updates)) if c.anneal_lr else hparams.lr
         return optax.chain(optax.clip_by_global_norm(hparams.max_grad_norm), optax.radam(lr))
 
-    def init(self, key: jax.Array, hparams: PQNHparams) -> PQNCarry:
+    def init(self, key: jax.Array, hparams: PQNHparams) -> RolloutCarry:
         key, net_key, env_key = jax.random.split(key, 3)
         params = init_network(self.network, net_key, jnp.zeros((1, self.spaces.obs_dim)))
         env_params, env_state, obs = self.init_env(env_key)
-        return PQNCarry(params, self.make_optimizer(hparams).init(params), env_params, env_state, obs, key, jnp.zeros((), jnp.int32))
+        return RolloutCarry(params, self.make_optimizer(hparams).init(params), env_params, env_state, obs, key, jnp.zeros((), jnp.int32))
 
     # -------------------------------------------------------------------------------- one update
 
-    def epsilon(self, carry: PQNCarry, hparams: PQNHparams) -> jax.Array:
+    def epsilon(self, carry: RolloutCarry, hparams: PQNHparams) -> jax.Array:
         return linear_schedule(hparams.eps_start, hparams.eps_finish, carry.update / self.num_updates, self.config.epsilon_decay)
 
     def targets(self, params: Any, steps: Step, hparams: PQNHparams) -> jax.Array:
@@ -131,7 +120,7 @@ class PQN(QAgent):
         q = jnp.take_along_axis(self.q_values(params, obs), action[..., None], axis=-1)[..., 0]
         return 0.5 * jnp.mean((q - target) ** 2), {"q_mean": q.mean()}
 
-    def learn(self, carry: PQNCarry, steps: Step, targets: jax.Array, hparams: PQNHparams) -> tuple[PQNCarry, dict]:
+    def learn(self, carry: RolloutCarry, steps: Step, targets: jax.Array, hparams: PQNHparams) -> tuple[RolloutCarry, dict]:
         """`update_epochs` passes of `num_minibatches` gradient steps over the rollout's (obs, action, target)."""
         c = self.config
         key, epoch_key = jax.random.split(carry.key)
@@ -153,7 +142,7 @@ class PQN(QAgent):
         (params, opt_state), stats = jax.lax.scan(epoch, (carry.params, carry.opt_state), perms)
         return carry.replace(params=params, opt_state=opt_state, key=key, update=carry.update + 1), {k: v.mean() for k, v in stats.items()}
 
-    def update(self, carry: PQNCarry, hparams: PQNHparams) -> tuple[PQNCarry, dict]:
+    def update(self, carry: RolloutCarry, hparams: PQNHparams) -> tuple[RolloutCarry, dict]:
         epsilon = self.epsilon(carry, hparams)
         carry, steps = self.collect(carry, hparams)
         targets = self.targets(carry.params, steps, hparams)
