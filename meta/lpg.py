@@ -136,13 +136,17 @@ def algorithmic_regret(antagonist_returns: np.ndarray, returns: np.ndarray) -> n
     return antagonist_returns - 0.5 * (returns[:half] + returns[half:])
 
 
+def level_copies(level: gridworld.GridLevel, n: int) -> gridworld.GridParams:
+    """Environment parameters with a leading axis n, every copy playing `level`."""
+    return jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *x.shape)), gridworld.GridParams(level=level))
+
+
 def train_on_level(agent: Any, hparams: Any, level: gridworld.GridLevel, lifetime: jax.Array, key: jax.Array) -> Any:
     """A fresh agent trained on `level` (all its environments) for `lifetime` updates (<= agent.num_updates; the
     updates after it are computed and discarded, so agents of different lifetimes share one program)."""
     init_key, reset_key = jax.random.split(key)
     carry = agent.init(init_key, hparams)
-    env_params = jax.tree.map(lambda x: jnp.broadcast_to(x, (agent.config.num_envs, *x.shape)), gridworld.GridParams(level=level))
-    carry = agent.reset_to(carry, env_params, reset_key, hparams)
+    carry = agent.reset_to(carry, level_copies(level, agent.config.num_envs), reset_key, hparams)
 
     def step(carry, n):
         new, _ = agent.update(carry, hparams)
@@ -153,8 +157,7 @@ def train_on_level(agent: Any, hparams: Any, level: gridworld.GridLevel, lifetim
 
 def level_return(agent: Any, carry: Any, level: gridworld.GridLevel, key: jax.Array, episodes: int) -> jax.Array:
     """Mean return of the carry's policy over `episodes` fresh episodes of `level`."""
-    levels = jax.tree.map(lambda x: jnp.broadcast_to(x, (episodes, *x.shape)), gridworld.GridParams(level=level))
-    return agent.episode_returns(agent.policy_state(carry), key, levels).mean()
+    return agent.episode_returns(agent.policy_state(carry), key, level_copies(level, episodes)).mean()
 
 
 def antagonist_config(config: MetaLPGConfig, agent_config: lpg.LPGConfig) -> ppo.PPOConfig:
