@@ -14,6 +14,7 @@ run's numbers never depend on the device count or the batching.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -94,3 +95,15 @@ class RunAxis:
     def map(self, fn: Callable, donate_argnums: tuple[int, ...] = ()) -> RunMap:
         """`fn` over one batch's leading run axis (see devices.RunMap)."""
         return RunMap(fn, self.batch_runs, self.block_runs, self.max_devices, donate_argnums=donate_argnums)
+
+    def run_all(self, fn: RunMap, *args: Any) -> tuple[Any, float, float]:
+        """`fn` (from `map`) over all runs, batch after batch: args with leading axis num_runs -> (the outputs as
+        NumPy arrays with leading axis num_runs, seconds compiling, seconds running)."""
+        out, compile_s, run_s = [], 0.0, 0.0
+        for _, sl in self.batches():
+            batch = jax.tree.map(lambda x: x[sl], args)
+            compile_s += fn.compile(*batch)
+            t0 = time.perf_counter()
+            out.append(jax.device_get(fn(*batch)))
+            run_s += time.perf_counter() - t0
+        return jax.tree.map(lambda *xs: np.concatenate(xs), *out), compile_s, run_s

@@ -33,9 +33,7 @@ are checkpointed together, so a resumed run continues exactly as the uninterrupt
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -46,11 +44,11 @@ from flax import struct
 
 from jaxrl import results
 from jaxrl.agents import lpg, ppo
-from jaxrl.checkpoints import StopFlag, restore_tree, save_tree
 from jaxrl.config import apply_overrides, build
 from jaxrl.envs import gridworld
 from jaxrl.envs.errors import InvalidChoiceError, invalid_choice
 from jaxrl.meta.es import make_es
+from jaxrl.meta.generations import run_generations
 from jaxrl.meta.levels.buffer import PLRConfig, size
 from jaxrl.meta.levels.curriculum import NEW, REPLAY, Curriculum
 from jaxrl.meta.levels.scores import rollout_scores
@@ -242,12 +240,9 @@ class MetaLPG:
         return level_return(self.antagonist, carry, task.level, eval_key, self.config.eval_episodes), pvl
 
     def _over_runs(self, axis: RunAxis, fn: Any, *args: Any) -> Any:
-        out = []
-        for _, sl in axis.batches():
-            batch = jax.tree.map(lambda x: x[sl], args)
-            self.compile_s += fn.compile(*batch)
-            out.append(jax.device_get(fn(*batch)))
-        return jax.tree.map(lambda *xs: np.concatenate(xs), *out)
+        out, compile_s, _ = axis.run_all(fn, *args)
+        self.compile_s += compile_s
+        return out
 
     def protagonist_returns(self, rules: Any, tasks: Task, keys: jax.Array) -> np.ndarray:
         """Final returns (P,) of the P rules; rule i trains on task i mod P/2 with key i mod P/2 (pairs share both)."""
@@ -307,37 +302,19 @@ class MetaLPG:
         `write_results`) and returns the summary."""
         c = self.config
         out = Path(out)
-        ckpt = out / "checkpoints"
-        total = generations or c.generations
-        key = jax.random.key(c.seed)
-        init_key, loop_key = jax.random.split(key)
-        if resume and (ckpt / "state.json").exists():
-            position = json.loads((ckpt / "state.json").read_text())
-            start, history = int(position["generation"]), list(position["history"])
-            state = restore_tree(ckpt / "tree", jax.eval_shape(self.init_state, init_key))
-        else:
-            start, history = 0, []
-            state = self._init_state(init_key)
+        init_key, loop_key = jax.random.split(jax.random.key(c.seed))
+
+        def show(entry: dict[str, Any]) -> None:
+            if progress:
+                print(f"generation {entry['generation']}: {entry['kind']} levels, return mean {entry['return_mean']:.3f} best {entry['return_best']:.3f}"
+                      + (f", regret mean {np.mean(entry['regret']):.3f}" if entry["regret"] is not None else "")
+                      + f", {entry['time_s']:.1f} s", file=sys.stderr)
+
         out.mkdir(parents=True, exist_ok=True)
-        status, stop = "finished", StopFlag("generation")
-        with stop.installed():
-            for g in range(start, total):
-                t0, compile_before = time.perf_counter(), self.compile_s
-                state, entry = self.generation(state, loop_key, g)
-                entry["time_s"] = time.perf_counter() - t0 - (self.compile_s - compile_before)
-                history.append(entry)
-                if progress:
-                    print(f"generation {g}: {entry['kind']} levels, return mean {entry['return_mean']:.3f} best {entry['return_best']:.3f}"
-                          + (f", regret mean {np.mean(entry['regret']):.3f}" if entry["regret"] is not None else "")
-                          + f", {entry['time_s']:.1f} s", file=sys.stderr)
-                last = g == total - 1
-                if last or stop.signal is not None or (g + 1) % c.checkpoint_every == 0:
-                    save_tree(ckpt / "tree", state)
-                    results.atomic_write_json(ckpt / "state.json", {"generation": g + 1, "history": history})
-                if stop.signal is not None and not last:
-                    status = "interrupted"
-                    break
-        return self.write_results(out, state, history, status)
+        done = run_generations(out / "checkpoints", lambda: self._init_state(init_key), jax.eval_shape(self.init_state, init_key),
+                               lambda state, g: self.generation(state, loop_key, g), generations or c.generations,
+                               checkpoint_every=c.checkpoint_every, resume=resume, compile_seconds=lambda: self.compile_s, on_entry=show)
+        return self.write_results(out, done.state, done.history, done.status)
 
     def write_results(self, out: Path, state: dict[str, Any], history: list[dict[str, Any]], status: str) -> dict[str, Any]:
         """rule.npz (the ES mean: `jaxrl train lpg --rule out/rule.npz`), meta_summary.json, and the figures."""

@@ -11,7 +11,6 @@ hyperparameters); it is traced, so the whole population is one compiled program.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -57,12 +56,7 @@ class PopulationEvaluator:
 
     def __call__(self, population: Any, keys: jax.Array) -> np.ndarray:
         """population: pytree with leading axis P; keys: (S,) typed keys -> final returns (P, S)."""
-        members, run_keys = self._runs(population, keys)
-        out = []
-        for _, sl in self.axis.batches():
-            batch = (jax.tree.map(lambda x: x[sl], members), run_keys[sl])
-            self.compile_s += self._map.compile(*batch)
-            t0 = time.perf_counter()
-            out.append(np.asarray(self._map(*batch)))
-            self.run_s += time.perf_counter() - t0
-        return np.concatenate(out).reshape(self.population_size, self.num_seeds)
+        returns, compile_s, run_s = self.axis.run_all(self._map, *self._runs(population, keys))
+        self.compile_s += compile_s
+        self.run_s += run_s
+        return returns.reshape(self.population_size, self.num_seeds)

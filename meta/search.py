@@ -15,9 +15,7 @@ so a run resumed from a checkpoint after generation g continues exactly as the u
 
 from __future__ import annotations
 
-import json
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,12 +25,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrl import results
-from jaxrl.checkpoints import StopFlag, restore_tree, save_tree
-from jaxrl.envs.errors import InvalidChoiceError
 from jaxrl.meta.baselines import normalise
 from jaxrl.meta.candidates import empty_pool, update_pool
 from jaxrl.meta.es import ES
+from jaxrl.meta.generations import run_generations
 from jaxrl.meta.population import PopulationEvaluator
 
 
@@ -80,69 +76,48 @@ def search(
     solution: the pytree the ES starts from (its mean); candidates: members of each generation added to the pool
     (its best by fitness); candidate_pool: the pool's size, the best by fitness kept; describe(member) -> a dict
     shown in the history for the best member of each generation (e.g. decoded hyperparameters)."""
-    ckpt = out / "checkpoints"
     init_key, loop_key = jax.random.split(key)
     ask, tell = jax.jit(es.ask), jax.jit(es.tell)
     abstract = {
         "es": jax.eval_shape(es.init, init_key, solution),
         "pool": jax.eval_shape(lambda s: empty_pool(s, candidate_pool), solution),
     }
-    if resume and not (ckpt / "state.json").exists():
-        print(f"no checkpoint in {str(ckpt)!r} yet: starting from generation 0", file=sys.stderr)
-        resume = False
-    if resume:
-        try:
-            position = json.loads((ckpt / "state.json").read_text())
-            start, history = int(position["generation"]), list(position["history"])
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            raise InvalidChoiceError(f"no usable meta checkpoint in {str(ckpt)!r}: {type(err).__name__}") from None
-        state = restore_tree(ckpt / "tree", abstract)
-    else:
-        start, history = 0, []
-        state = {"es": es.init(init_key, solution), "pool": empty_pool(solution, candidate_pool)}
 
-    def checkpoint(generation: int) -> None:
-        save_tree(ckpt / "tree", state)
-        results.atomic_write_json(ckpt / "state.json", {"generation": generation, "history": history})
+    def init_state() -> dict[str, Any]:
+        return {"es": es.init(init_key, solution), "pool": empty_pool(solution, candidate_pool)}
 
-    stop = StopFlag("generation")
-    status = "finished"
-    bar = _progress(progress, generations, start)
-    with stop.installed():
-        for g in range(start, generations):
-            t0 = time.perf_counter()
-            compile_before = sum(t.evaluator.compile_s for t in tasks)
-            ask_key, eval_key, tell_key = jax.random.split(jax.random.fold_in(loop_key, g), 3)
-            population, es_state = ask(ask_key, state["es"])
-            fitness = np.zeros(es.strategy.population_size)
-            per_env = {}
-            for e, task in enumerate(tasks):
-                keys = jax.random.split(jax.random.fold_in(eval_key, e), num_seeds)  # common random numbers
-                member_returns = task.evaluator(population, keys).mean(axis=1)
-                finite = np.isfinite(member_returns)
-                if not finite.all():
-                    print(f"generation {g}, {task.env_id}: members {np.flatnonzero(~finite).tolist()} returned NaN/Inf; they get the worst fitness", file=sys.stderr)
-                per_env[task.env_id] = {"best": float(member_returns[finite].max(initial=-np.inf)), "mean": float(member_returns[finite].mean()) if finite.any() else None}
-                fitness += normalise(member_returns, task.baseline) / len(tasks)
-            finite = np.isfinite(fitness)  # a diverged member ranks below every finite one
-            fitness = np.where(finite, fitness, fitness[finite].min() - 1.0 if finite.any() else 0.0)
-            es_state, _ = tell(tell_key, population, jnp.asarray(fitness, jnp.float32), es_state)
-            state = {"es": es_state, "pool": update_pool(state["pool"], population, fitness, g, candidates)}
-            i = int(np.argmax(fitness))
-            elapsed = time.perf_counter() - t0 - (sum(t.evaluator.compile_s for t in tasks) - compile_before)
-            entry = {"generation": g, "best": float(fitness.max()), "mean": float(fitness.mean()), "returns": per_env, "time_s": elapsed}
-            if describe is not None:
-                entry["best_member"] = describe(jax.tree.map(lambda x: x[i], population))
-            history.append(entry)
-            bar.update(1)
-            bar.set_postfix_str(_postfix(entry))
-            last = g == generations - 1
-            if last or stop.signal is not None or (g + 1) % checkpoint_every == 0:
-                checkpoint(g + 1)  # the last one too: `--resume --generations MORE` extends a finished search
-            if stop.signal is not None and not last:
-                status = "interrupted"
-                break
+    def generation(state: dict[str, Any], g: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        ask_key, eval_key, tell_key = jax.random.split(jax.random.fold_in(loop_key, g), 3)
+        population, es_state = ask(ask_key, state["es"])
+        fitness = np.zeros(es.strategy.population_size)
+        per_env = {}
+        for e, task in enumerate(tasks):
+            keys = jax.random.split(jax.random.fold_in(eval_key, e), num_seeds)  # common random numbers
+            member_returns = task.evaluator(population, keys).mean(axis=1)
+            finite = np.isfinite(member_returns)
+            if not finite.all():
+                print(f"generation {g}, {task.env_id}: members {np.flatnonzero(~finite).tolist()} returned NaN/Inf; they get the worst fitness", file=sys.stderr)
+            per_env[task.env_id] = {"best": float(member_returns[finite].max(initial=-np.inf)), "mean": float(member_returns[finite].mean()) if finite.any() else None}
+            fitness += normalise(member_returns, task.baseline) / len(tasks)
+        finite = np.isfinite(fitness)  # a diverged member ranks below every finite one
+        fitness = np.where(finite, fitness, fitness[finite].min() - 1.0 if finite.any() else 0.0)
+        es_state, _ = tell(tell_key, population, jnp.asarray(fitness, jnp.float32), es_state)
+        i = int(np.argmax(fitness))
+        entry = {"generation": g, "best": float(fitness.max()), "mean": float(fitness.mean()), "returns": per_env}
+        if describe is not None:
+            entry["best_member"] = describe(jax.tree.map(lambda x: x[i], population))
+        return {"es": es_state, "pool": update_pool(state["pool"], population, fitness, g, candidates)}, entry
+
+    bar = _progress(progress, generations, 0)
+
+    def show(entry: dict[str, Any]) -> None:
+        bar.n = entry["generation"] + 1
+        bar.set_postfix_str(_postfix(entry))
+
+    done = run_generations(out / "checkpoints", init_state, abstract, generation, generations, checkpoint_every=checkpoint_every,
+                           resume=resume, compile_seconds=lambda: sum(t.evaluator.compile_s for t in tasks), on_entry=show)
     bar.close()
+    history, start = done.history, done.start
     env_steps = sum(t.evaluator.env_steps_per_call for t in tasks) * (len(history) - start)
     new_s = sum(h["time_s"] for h in history[start:])
     run_s = sum(h["time_s"] for h in history)
@@ -152,7 +127,7 @@ def search(
         "seconds_per_generation": run_s / max(len(history), 1),
         "env_steps_per_s": env_steps / new_s if new_s else None,
     }
-    return SearchResult(status, es.mean(state["es"]), state["pool"], history, timing)
+    return SearchResult(done.status, es.mean(done.state["es"]), done.state["pool"], history, timing)
 
 
 def _progress(enabled: bool, total: int, initial: int):
