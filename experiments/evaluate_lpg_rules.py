@@ -2,8 +2,11 @@
 tabular grid worlds (and optionally MinAtar games, out of distribution), next to the A2C agent meta-training uses as
 antagonist, same lifetime and batch, IQM and 95% bootstrap CI of the final return over seeds.
 
-    python experiments/evaluate_lpg_rules.py uniform=RUNS/uniform/rule.npz groove=RUNS/groove/rule.npz \\
+    python experiments/evaluate_lpg_rules.py untrained=random uniform=RUNS/uniform/rule.npz groove=RUNS/groove/rule.npz \\
         --updates 250 --seeds 16 --out experiments/reported/groove/heldout
+
+A rule is a file `jaxrl meta lpg` wrote (its architecture, TA-LPG included, comes with it) or `random`: the untrained
+rule every meta-training starts from, the floor of the table.
 
 Every (agent, level) pair is one `jaxrl train` run (its folder under --out/runs), so a cut-off evaluation resumes by
 running the command again: finished runs are read back, not retrained.
@@ -47,14 +50,13 @@ def final_returns(folder: Path, argv: list[str]) -> np.ndarray:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("rules", nargs="+", metavar="LABEL=FILE", help="learned rules to evaluate")
+    p.add_argument("rules", nargs="+", metavar="LABEL=FILE", help="learned rules to evaluate (FILE `random`: the untrained rule)")
     p.add_argument("--updates", type=int, default=250, help="lifetime of every agent, in updates")
     p.add_argument("--seeds", type=int, default=16)
     p.add_argument("--num-envs", type=int, default=16)
     p.add_argument("--num-steps", type=int, default=20)
     p.add_argument("--a2c-lr", type=float, default=0.01, help="the antagonist's learning rate (meta lpg's --antagonist-lr)")
-    p.add_argument("--gru-width", type=int, default=256, help="the rules' GRU width (must match the files)")
-    p.add_argument("--ta", action="store_true", help="the rules are TA-LPG (lifetime-conditioned)")
+    p.add_argument("--random-gru-width", type=int, default=256, help="GRU width of the `random` rule (the meta-training runs')")
     p.add_argument("--minatar", default="", help="comma-separated MinAtar games to add (breakout, space_invaders, asterix, freeway)")
     p.add_argument("--minatar-updates", type=int, default=1000)
     p.add_argument("--out", required=True)
@@ -62,7 +64,6 @@ def main() -> None:
     out = Path(args.out)
     (out / "runs").mkdir(parents=True, exist_ok=True)
     rules = dict(r.split("=", 1) for r in args.rules)
-    rule_extra = ["--set", f"gru_width={args.gru_width}", *(["--set", "lifetime_conditioning=true"] if args.ta else [])]
 
     # (name, env id, settings of both agents, settings of the LPG agents, lifetime, hidden layers)
     tasks = [(name, "GridWorld-v0", ["--set", f"env_kwargs={{level: {name}}}"], [], args.updates, "[]") for name in gridworld.LPG_LEVELS]
@@ -75,7 +76,8 @@ def main() -> None:
     for name, env_id, env_extra, lpg_extra, updates, hidden in tasks:
         steps = updates * args.num_envs * args.num_steps
         common = ["--env", env_id, "--steps", str(steps), "--seeds", str(args.seeds), "--quiet", *env_extra]
-        agents = {label: lpg_args(path, args.num_envs, args.num_steps, hidden, [*rule_extra, *lpg_extra]) for label, path in rules.items()}
+        agents = {label: lpg_args(path, args.num_envs, args.num_steps, hidden,
+                                     [*lpg_extra, *(["--set", f"gru_width={args.random_gru_width}"] if path == "random" else [])]) for label, path in rules.items()}
         a2c_lr = args.a2c_lr if hidden == "[]" else 1e-3
         agents["A2C"] = a2c_args(args.num_envs, args.num_steps, a2c_lr, hidden)
         for label, argv in agents.items():

@@ -20,7 +20,7 @@ SEARCH_DEFAULTS = {
 }
 LPG_LEVEL_NAMES = ("dense", "sparse", "long", "longer", "long_dense")  # jaxrl.envs.gridworld.LPG_LEVELS, without importing JAX here
 LPG_FLAGS = ("curriculum", "generations", "population", "lifetime", "min_lifetime", "lifetime_conditioning", "level", "sigma", "lr", "shaping",
-             "eval_episodes", "buffer_capacity", "replay_prob", "antagonist_lr", "checkpoint_every", "seed")
+             "eval_episodes", "buffer_capacity", "replay_prob", "antagonist_lr", "heldout_every", "checkpoint_every", "seed")
 DISCOVER_DEFAULTS = {"objective": "lpo", "init": "ppo", "envs": "CartPole-v1", "sigma": 0.03, "lr": 0.03}
 TUNE_DEFAULTS = {"sigma": 0.1, "lr": 0.05}
 
@@ -120,6 +120,8 @@ def register(sub: argparse._SubParsersAction, common: Any) -> None:
     p.add_argument("--buffer-capacity", type=common.positive_int, help="PLR level buffer size (default 1000)")
     p.add_argument("--replay-prob", type=float, help="probability of replaying buffer levels (default 0.5)")
     p.add_argument("--antagonist-lr", type=float, help="learning rate of the A2C antagonist (default 0.01)")
+    p.add_argument("--heldout-every", type=int, help="every N generations, train agents with the ES mean on LPG's five levels "
+                                                      "and plot their returns, heldout.png (default 10; 0: never)")
     p.add_argument("--checkpoint-every", type=common.positive_int, help="checkpoint every N generations (default 10)")
     p.add_argument("--seed", type=int, help="meta seed (default 0)")
     p.add_argument("--set", action="append", default=None, metavar="KEY=VALUE", help="an LPG agent setting (e.g. num_envs=32, gru_width=64)")

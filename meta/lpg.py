@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,7 @@ from jaxrl.run_axis import RunAxis
 CURRICULA = {"uniform": "dr", "plr": "plr", "groove": "plr"}  # ours -> the level curriculum's method
 SHAPINGS = ("win_lose", "centered_rank")
 EVAL_STEPS = gridworld.MAX_STEPS_RANGE[1]  # the longest random level's episode
+HELDOUT_STREAM = 2**32 - 1  # fold_in index of the held-out evaluation's key; generations count up from 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +84,7 @@ class MetaLPGConfig:
     min_fill: float = 0.0  # replay as soon as the buffer holds a batch of levels
     agent: tuple[tuple[str, Any], ...] = ()  # LPGConfig settings (e.g. num_envs, gru_width)
     antagonist_lr: float = 0.01  # Adam; measured best of 0.003-1 on random levels, lifetime 50 (tune_lpg_antagonist.py)
+    heldout_every: int = 10  # every k generations the ES mean trains agents on LPG's five levels (0: never)
     checkpoint_every: int = 10
     max_devices: int | None = None
     seed: int = 0
@@ -97,6 +100,8 @@ class MetaLPGConfig:
             raise invalid_choice("level", self.level, ("random", *gridworld.LPG_LEVELS))
         if not 0 <= self.min_lifetime <= self.lifetime:
             raise InvalidChoiceError(f"min_lifetime={self.min_lifetime} must be in [0, lifetime={self.lifetime}]")
+        if self.heldout_every < 0:
+            raise InvalidChoiceError(f"heldout_every={self.heldout_every} must be >= 0 (0: no held-out evaluation)")
         if self.curriculum != "uniform" and self.buffer_capacity < self.population // 2:
             raise InvalidChoiceError(f"buffer_capacity={self.buffer_capacity} must hold a generation's {self.population // 2} levels")
 
@@ -253,6 +258,20 @@ class MetaLPG:
         """The antagonist's final return and last-rollout PVL (P/2,) on each task."""
         return self._over_runs(self.antagonist_axis, self._antagonists, tasks, keys)
 
+    def heldout_returns(self, rule: Any, key: jax.Array) -> dict[str, float]:
+        """The mean final return on each of LPG's five levels (never meta-trained on unless `level` names one) of
+        agents trained by `rule` for the full lifetime: P agents, agent i on level i mod 5, so it is the
+        generation's own compiled program (a population under 5 covers the first P levels). The same key every
+        time, so the curve moves with the rule alone."""
+        c = self.config
+        names = gridworld.LPG_LEVELS
+        which = np.arange(c.population) % len(names)
+        levels = jax.tree.map(lambda x: x[which], gridworld.lpg_levels(names))
+        tasks = Task(levels, jnp.full(c.population, c.lifetime, jnp.int32), *(jnp.full(c.population, jnp.nan, jnp.float32),) * 2)
+        rules = jax.tree.map(lambda x: jnp.broadcast_to(x, (c.population, *x.shape)), rule)
+        returns = self._over_runs(self.protagonist_axis, self._protagonists, rules, tasks, jax.random.split(key, c.population))
+        return {name: float(returns[which == i].mean()) for i, name in enumerate(names[:c.population])}
+
     # -- one generation
 
     def init_state(self, key: jax.Array) -> dict[str, Any]:
@@ -262,6 +281,11 @@ class MetaLPG:
     def generation(self, state: dict[str, Any], key: jax.Array, g: int) -> tuple[dict[str, Any], dict[str, Any]]:
         c = self.config
         ask_key, propose_key, agent_key, antagonist_key, tell_key = jax.random.split(jax.random.fold_in(key, g), 5)
+        heldout = None
+        if c.heldout_every and g % c.heldout_every == 0:  # the rule this generation starts from
+            t0 = time.perf_counter()
+            heldout = self.heldout_returns(self.mean_rule(state), jax.random.fold_in(key, HELDOUT_STREAM))
+            heldout_s = time.perf_counter() - t0
         rules, es_state = self._ask(ask_key, state["es"])
         proposal = self._propose(state["curriculum"], propose_key)
         tasks = proposal.levels
@@ -289,6 +313,8 @@ class MetaLPG:
             "antagonist_returns": None if c.curriculum == "uniform" else np.asarray(tasks.antagonist_return).tolist(),
             "buffer_size": int(size(curriculum_state.buffer)),
             "nonfinite": int((~finite).sum()),
+            "heldout": heldout,
+            "heldout_s": heldout_s if heldout is not None else 0.0,
         }
         return {"es": es_state, "curriculum": curriculum_state}, entry
 
@@ -309,6 +335,8 @@ class MetaLPG:
                 print(f"generation {entry['generation']}: {entry['kind']} levels, return mean {entry['return_mean']:.3f} best {entry['return_best']:.3f}"
                       + (f", regret mean {np.mean(entry['regret']):.3f}" if entry["regret"] is not None else "")
                       + f", {entry['time_s']:.1f} s", file=sys.stderr)
+                if entry["heldout"] is not None:
+                    print("  held-out LPG levels, ES mean: " + ", ".join(f"{k} {v:.3f}" for k, v in entry["heldout"].items()), file=sys.stderr)
 
         out.mkdir(parents=True, exist_ok=True)
         done = run_generations(out / "checkpoints", lambda: self._init_state(init_key), jax.eval_shape(self.init_state, init_key),
@@ -324,12 +352,16 @@ class MetaLPG:
         lpg.save_rule(str(out / "rule.npz"), self.agent.rule, self.mean_rule(state))
         files = {"rule": "rule.npz", "returns": "returns.png"}
         plots.plot_lpg_returns(out / files["returns"], history, f"LPG meta-training, {c.curriculum} curriculum")
+        if any(h.get("heldout") for h in history):
+            files["heldout"] = "heldout.png"
+            plots.plot_heldout(out / files["heldout"], history, f"LPG meta-training, {c.curriculum} curriculum: the ES mean on held-out levels")
         if c.curriculum != "uniform":
             files.update(regret="regret.png", buffer="buffer.png")
             plots.plot_regret(out / files["regret"], history)
             plots.plot_level_buffer(out / files["buffer"], state["curriculum"].buffer, c.curriculum)
         seconds = sum(h["time_s"] for h in history)
-        steps = c.population * self.agent.num_updates * self.agent.steps_per_update * len(history)
+        agents = c.population * (len(history) + sum(h.get("heldout") is not None for h in history))
+        steps = agents * self.agent.num_updates * self.agent.steps_per_update
         summary = {
             "kind": "lpg",
             "status": status,

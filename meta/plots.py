@@ -109,6 +109,23 @@ def plot_lpg_returns(path: str | os.PathLike, history: list[dict[str, Any]], tit
     results.save_figure(fig, path)
 
 
+def plot_heldout(path: str | os.PathLike, history: list[dict[str, Any]], title: str = "") -> None:
+    """The ES mean rule's held-out evaluations during meta-training: one line per level (its agents' mean final
+    return; fixed seeds, so the lines move with the rule alone)."""
+    rows = [(h["generation"], h["heldout"]) for h in history if h.get("heldout")]
+    plt = results.pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for name in rows[0][1] if rows else ():
+        ax.plot([g for g, _ in rows], [r[name] for _, r in rows], marker="o", markersize=3, label=name)
+    ax.set_xlabel("generation")
+    ax.set_ylabel("final return of agents trained by the ES mean")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    results.save_figure(fig, path)
+
+
 def plot_regret(path: str | os.PathLike, history: list[dict[str, Any]], bins: int = 30) -> None:
     """The algorithmic regret of the generation's levels over time: a histogram per generation (colour = count),
     with the mean on top."""

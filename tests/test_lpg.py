@@ -131,8 +131,9 @@ def test_rule_files_round_trip_and_refuse_another_architecture(tmp_path, rule):
 
 
 def test_train_lpg_with_a_rule_file_runs_loads_and_refuses_bad_input(tmp_path, capsys):
-    """`jaxrl train lpg --rule FILE` on the runner: two seeds, the rule's parameters in the run's hyperparameters,
-    kept policies that load; a missing file and --rule with --objective are one line, exit 2."""
+    """`jaxrl train lpg --rule FILE` on the runner: two seeds, the rule's parameters and architecture (from the
+    file, no flag needed) in the run, kept policies that load; a missing file, --rule with --objective and an
+    architecture setting that contradicts the file are one line, exit 2."""
     config = lpg.LPGConfig(gru_width=32)
     module = lpg.rule_of(config)
     params = lpg.init_rule(module, jax.random.key(7))
@@ -140,12 +141,13 @@ def test_train_lpg_with_a_rule_file_runs_loads_and_refuses_bad_input(tmp_path, c
     lpg.save_rule(str(rule_file), module, params)
 
     out = tmp_path / "run"
-    common = ["--steps", str(64 * 20 * 4), "--set", "gru_width=32", "--set", "eval_episodes=8", "--devices", "1", "--quiet"]
+    common = ["--steps", str(64 * 20 * 4), "--set", "eval_episodes=8", "--devices", "1", "--quiet"]
     assert main(["train", "lpg", "--rule", str(rule_file), "--seeds", "2", "--out", str(out), *common]) == 0
     trained = load(out)
     curves = np.load(out / "curves.npz")
     assert np.isfinite(curves["final_return"]).all() and curves["loss"].shape == (1, 2, 4)  # (grid points, seeds, updates)
     agent = trained.agent
+    assert agent.config.gru_width == 32 and agent.rule.gru_width == 32
     used = agent.default_hparams().objective
     assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), used, params))
     obs = jnp.zeros((3, agent.spaces.obs_dim)).at[:, 0].set(1.0)
@@ -154,8 +156,10 @@ def test_train_lpg_with_a_rule_file_runs_loads_and_refuses_bad_input(tmp_path, c
 
     assert main(["train", "lpg", "--rule", str(tmp_path / "nope.npz"), "--out", str(tmp_path / "a"), *common]) == 2
     assert main(["train", "lpg", "--rule", str(rule_file), "--objective", "ppo_clip", "--out", str(tmp_path / "b"), *common]) == 2
+    assert main(["train", "lpg", "--rule", str(rule_file), "--set", "gru_width=16", "--out", str(tmp_path / "c"), *common]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert len(errors) == 2 and "cannot read rule file" in errors[0] and "not both" in errors[1], errors
+    assert len(errors) == 3 and "cannot read rule file" in errors[0] and "not both" in errors[1], errors
+    assert "was saved with gru_width=32" in errors[2], errors
 
 
 

@@ -31,7 +31,7 @@ def test_win_lose_scores_each_pair_and_regret_is_antagonist_minus_the_pairs_mean
 @pytest.fixture(scope="module")
 def meta():
     config = MetaLPGConfig(curriculum="groove", population=4, lifetime=6, min_lifetime=2, lifetime_conditioning=True, eval_episodes=4,
-                           buffer_capacity=4, checkpoint_every=1, agent=TINY_AGENT, max_devices=1)
+                           buffer_capacity=4, checkpoint_every=1, heldout_every=2, agent=TINY_AGENT, max_devices=1)
     return MetaLPG(config)
 
 
@@ -71,9 +71,13 @@ def test_a_resumed_run_equals_an_uninterrupted_one_and_writes_a_loadable_rule(me
     assert [h["returns"] for h in a["history"]] == [h["returns"] for h in b["history"]]
     assert [h["regret"] for h in a["history"]] == [h["regret"] for h in b["history"]]
     assert [h["lifetimes"] for h in a["history"]] == [h["lifetimes"] for h in b["history"]]
+    # The held-out evaluation (generations 0 and 2, the second one after the resume) is drawn the same way.
+    assert [h["heldout"] for h in a["history"]] == [h["heldout"] for h in b["history"]]
+    assert [h["heldout"] is not None for h in a["history"]] == [True, False, True]
+    assert list(a["history"][0]["heldout"]) == list(gridworld.LPG_LEVELS[:4]), "one agent each on the first P = 4 levels"
     with np.load(full / "rule.npz") as x, np.load(cut / "rule.npz") as y:
         assert all(np.array_equal(x[k], y[k]) for k in x.files)
-    assert {"rule.npz", "returns.png", "regret.png", "buffer.png", "meta_summary.json"} <= {p.name for p in full.iterdir()}
+    assert {"rule.npz", "returns.png", "regret.png", "buffer.png", "heldout.png", "meta_summary.json"} <= {p.name for p in full.iterdir()}
     assert a["timing"]["agent_env_steps_per_s"] > 0 and len(a["history"][0]["regret"]) == 2
     rule = lpg.load_rule(str(full / "rule.npz"), meta.agent.rule)  # what `jaxrl train lpg --rule` reads
     assert not jax.tree.all(jax.tree.map(lambda r, h: bool(jnp.array_equal(r, h)), rule, meta.hparams.objective)), "the ES moved the rule"
@@ -95,6 +99,7 @@ def test_cli_runs_resumes_and_refuses_bad_input_in_one_line(tmp_path, capsys):
         (["--population", "3"], "even number"),
         (["--curriculum", "plrr"], "unknown curriculum 'plrr'"),
         (["--level", "maze"], "unknown level 'maze'"),
+        (["--heldout-every", "-1"], "heldout_every=-1"),
         (["--set", "lifetime=3"], "set by meta lpg itself"),
     ]:
         assert main([*common, *argv, "--out", str(tmp_path / "bad")]) == 2

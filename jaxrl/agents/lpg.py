@@ -56,7 +56,7 @@ OPTIMIZERS = ("sgd", "adam")
 @dataclasses.dataclass(frozen=True)
 class LPGConfig(RolloutConfig):
     """Static settings (a change recompiles). `objective` is the update rule: RANDOM_RULE or a file `save_rule`
-    wrote (`jaxrl meta lpg` writes one); the rule's architecture below must match the file's."""
+    wrote (`jaxrl meta lpg` writes one); a file brings its rule's architecture (target_width ... lifetime_conditioning)."""
 
     env_id: str = "GridWorld-v0"
     env_kwargs: tuple[tuple[str, Any], ...] = ()
@@ -160,14 +160,31 @@ def save_rule(path: str, rule: LPGRule, params: Any) -> None:
     results.atomic_write_npz(path, {"__rule__": np.asarray(json.dumps(rule_spec(rule))), **arrays})
 
 
-def load_rule(path: str, rule: LPGRule) -> Any:
-    """The parameters in a file `save_rule` wrote, checked against the architecture `rule`."""
+def _read_rule(path: str) -> tuple[dict[str, Any], dict]:
     try:
         with np.load(path, allow_pickle=False) as data:
             spec = json.loads(str(data["__rule__"]))
             flat = {tuple(k.split("/")[1:]): jnp.asarray(data[k]) for k in data.files if k.startswith("param/")}
     except (OSError, ValueError, KeyError) as err:
         raise InvalidChoiceError(f"cannot read rule file {path!r}: {err}") from None
+    return spec, flat
+
+
+def with_rule_architecture(config: LPGConfig) -> LPGConfig:
+    """`config` with the rule architecture its rule file was saved with, so `--rule FILE` needs no other flag.
+    An architecture setting the config changed from its default must agree with the file."""
+    spec, _ = _read_rule(config.objective)
+    defaults = LPGConfig()
+    clash = sorted(k for k in spec if getattr(config, k) not in (getattr(defaults, k), spec[k]))
+    if clash:
+        raise InvalidChoiceError(f"rule file {config.objective!r} was saved with {', '.join(f'{k}={spec[k]}' for k in clash)}; "
+                                 f"drop the other setting or set the same")
+    return dataclasses.replace(config, **spec)
+
+
+def load_rule(path: str, rule: LPGRule) -> Any:
+    """The parameters in a file `save_rule` wrote, checked against the architecture `rule`."""
+    spec, flat = _read_rule(path)
     if spec != rule_spec(rule):
         changed = sorted(k for k in spec if spec[k] != rule_spec(rule).get(k))
         raise InvalidChoiceError(f"rule file {path!r} was saved with {', '.join(f'{k}={spec[k]}' for k in changed)}; set the same to use it")
@@ -277,6 +294,8 @@ class LPG(FeedForwardAgent):
 def make_agent(config: LPGConfig) -> LPG:
     """Validate `config` and build the agent (environment, networks, rule and its default parameters)."""
     config.validate()
+    if config.objective != RANDOM_RULE:
+        config = with_rule_architecture(config)
     env, env_params = envs.make(config.env_id, **dict(config.env_kwargs))
     spaces = spaces_of(env, env_params)
     if not spaces.num_actions:
