@@ -20,6 +20,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from jaxrl import multihost, objectives, results
 from jaxrl.agents.base import params_of
 from jaxrl.checkpoints import StopFlag, restore_tree, save_tree
 from jaxrl.config import apply_overrides, check_range
-from jaxrl.devices import default_block_runs, largest_divisor_at_most
+from jaxrl.devices import compile_together, default_block_runs, largest_divisor_at_most
 from jaxrl.envs.errors import InvalidChoiceError
 from jaxrl.run_axis import RunAxis
 from jaxrl.tracking import Tracking
@@ -100,6 +101,28 @@ def build_hparams(agent: Any, plan: RunPlan, base_overrides: dict[str, float]) -
     return out
 
 
+def chunk_program(agent: Any, num_updates: int | None = None) -> Callable[..., tuple[Any, dict]]:
+    """`chunk(carry, hparams, first, length)`: `length` updates in a scan, each update's metrics with a flag saying
+    whether the loss and the parameters are finite after it (the host reports the seed and update of a NaN).
+    first: () int32, the index of the chunk's first update. With `num_updates`, the updates from index num_updates
+    on are computed and discarded (`update_done` False), so one program of `length` also runs a shorter last chunk."""
+
+    def chunk(carry: Any, hparams: Any, first: jax.Array, length: int) -> tuple[Any, dict]:
+        def body(c, i):
+            new, metrics = agent.update(c, hparams)
+            done = jnp.bool_(True) if num_updates is None else first + i < num_updates
+            if num_updates is not None:
+                new = jax.tree.map(lambda a, b: jnp.where(done, a, b), new, c)
+            finite = jnp.isfinite(metrics["loss"]) & jnp.all(
+                jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(params_of(new))])
+            )
+            return new, {**metrics, "finite": finite, "update_done": done}
+
+        return jax.lax.scan(body, carry, jnp.arange(length))
+
+    return chunk
+
+
 def run(
     agent: Any,
     plan: RunPlan,
@@ -135,6 +158,7 @@ def run(
     k = state["chunk_updates"] if state else chunk_size(num_updates, chunk_updates)
     num_chunks = -(-num_updates // k)
     last_k = num_updates - (num_chunks - 1) * k  # the last chunk is shorter when k does not divide the updates
+    masked = last_k != k  # then the one chunk program discards the updates past the end (see chunk_program)
     steps_per_update = agent.steps_per_update
 
     run_hparams = jax.tree.map(lambda *xs: jnp.stack([x for x in xs for _ in range(num_seeds)])[mine], *grid_hparams)
@@ -148,31 +172,27 @@ def run(
                         block_runs=(state or {}).get("block_runs") or block_runs, max_devices=max_devices)
     batch_runs, fit, block, num_batches = axis.batch_runs, axis.fit, axis.block_runs, axis.num_batches
 
-    def chunk(carry, hparams, length=k):
-        def body(c, _):
-            c, metrics = agent.update(c, hparams)
-            finite = jnp.isfinite(metrics["loss"]) & jnp.all(
-                jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(params_of(c))])
-            )
-            return c, {**metrics, "finite": finite, "update_done": jnp.bool_(True)}
-
-        return jax.lax.scan(body, carry, None, length)
+    chunk = chunk_program(agent, num_updates if masked else None)
 
     # One single-device program per device, runs in fixed-size blocks: a run's numbers do not depend on the
-    # number of devices (see devices.RunMap), and every chunk reuses one compiled chunk program (a second one only
-    # for a shorter last chunk, see chunk_size).
+    # number of devices (see devices.RunMap), and every chunk, the shorter last one too, reuses one compiled chunk program.
     init_fn = axis.map(agent.init)
-    chunk_fns = {length: axis.map(functools.partial(chunk, length=length), donate_argnums=(0,)) for length in {k, last_k}}
+    chunk_fn = axis.map(functools.partial(chunk, length=k), donate_argnums=(0,))
     eval_fn = axis.map(agent.evaluate)
     snapshot_fn = axis.map(agent.snapshot) if hasattr(agent, "snapshot") else None
     sharding, devices = init_fn.sharding, len(init_fn.devices)
 
+    def first_update(index: int) -> jax.Array:
+        """The index of a chunk's first update, for every run of a batch."""
+        return jax.device_put(jnp.full(batch_runs, index, jnp.int32), sharding)
+
     def compile_all(init_keys, hparams) -> float:
         """Compile init, chunk and evaluation once (all batches share shapes); returns seconds spent."""
         abstract_carry = init_fn.eval_shape(init_keys, hparams)
-        seconds = init_fn.compile(init_keys, hparams) + eval_fn.compile(abstract_carry, init_keys)
-        seconds += sum(fn.compile(abstract_carry, hparams) for fn in chunk_fns.values())
-        return seconds + (snapshot_fn.compile(abstract_carry, init_keys) if snapshot_fn else 0.0)
+        jobs = [(init_fn, (init_keys, hparams)), (eval_fn, (abstract_carry, init_keys))]
+        jobs += [(chunk_fn, (abstract_carry, hparams, first_update(0)))]
+        jobs += [(snapshot_fn, (abstract_carry, init_keys))] if snapshot_fn else []
+        return compile_together(jobs)
 
     ckpt_dir = out / "checkpoints"
     host: dict[str, np.ndarray] = {}  # this process's runs only
@@ -197,10 +217,10 @@ def run(
         print(notes[-1], file=sys.stderr)
     if multihost.count() > 1:
         notes.append(f"{multihost.count()} processes, {local_runs} runs each")
-    if k != chunk_updates:
+    if k != chunk_updates and not masked:
         notes.append(f"chunks of {k} updates (the largest divisor of {num_updates} updates <= {chunk_updates})")
-    if last_k != k:
-        notes.append(f"chunks of {k} updates and a last one of {last_k} (compiled separately)")
+    if masked:
+        notes.append(f"chunks of {k} updates; the last one runs {last_k} and discards {k - last_k}")
 
     tracking = Tracking(log, out, plan.labels(), plan.seeds, steps_per_update,
                         {**plan.settings, "algorithm": plan.algorithm, "sweep": plan.sweep}, out.name, first_run=mine.start)
@@ -227,8 +247,8 @@ def run(
             for c in range(start_chunk if b == start_batch else 0, num_chunks):
                 length = last_k if c == num_chunks - 1 else k
                 t0 = time.perf_counter()
-                carry, metrics = chunk_fns[length](carry, hparams)
-                metrics = jax.tree.map(np.asarray, metrics)  # waits for the chunk: (batch_runs, k) each
+                carry, metrics = chunk_fn(carry, hparams, first_update(c * k))
+                metrics = jax.tree.map(lambda x: np.asarray(x)[:, :length], metrics)  # waits for the chunk: (batch_runs, length) each
                 run_s += time.perf_counter() - t0
                 steps_run += batch_runs * length * steps_per_update
                 for name, value in metrics.items():
@@ -276,8 +296,7 @@ def run(
         final_return = multihost.gather_rows(final_return)
         compile_s, run_s, steps_run = multihost.gather_rows(np.asarray([[compile_s, run_s, steps_run]])).T
         compile_s, run_s, steps_run = float(compile_s.max()), float(run_s.max()), int(steps_run.sum())
-    summary = _summarize(agent, plan, host, final_return, status, compiles["n"], compile_s, run_s, steps_run, notes, devices, batch_runs, block,
-                         programs=len(chunk_fns))
+    summary = _summarize(agent, plan, host, final_return, status, compiles["n"], compile_s, run_s, steps_run, notes, devices, batch_runs, block)
     if not primary:
         return summary
     _write_results(out, plan, host, final_return, summary, steps_per_update, status, k)
@@ -288,11 +307,14 @@ def run(
 
 
 def chunk_size(num_updates: int, chunk_updates: int) -> int:
-    """Updates per compiled chunk: the largest divisor of num_updates up to chunk_updates, so that one program
-    serves every chunk; but when that divisor is under half of chunk_updates (a prime count of updates would give
-    chunks of 1, each paying the host loop's overhead), chunk_updates itself, with a shorter last chunk."""
+    """Updates per compiled chunk: the largest divisor of num_updates up to chunk_updates; but when that divisor is
+    under half of chunk_updates (a prime count of updates would give chunks of 1, each paying the host loop's
+    overhead), the size in [chunk_updates / 2, chunk_updates] whose last chunk discards the fewest updates (the
+    larger on a tie; see chunk_program)."""
     k = largest_divisor_at_most(num_updates, chunk_updates)
-    return k if 2 * k >= min(chunk_updates, num_updates) else chunk_updates
+    if 2 * k >= min(chunk_updates, num_updates):
+        return k
+    return min(range(-(-chunk_updates // 2), chunk_updates + 1), key=lambda k: (-(-num_updates // k) * k - num_updates, -k))
 
 
 def _as_dict(config: Any) -> dict[str, Any]:
@@ -344,8 +366,7 @@ def _read_state(path: Path) -> dict[str, int]:
         raise InvalidChoiceError(f"no usable checkpoint at {str(path.parent)!r}: {type(err).__name__}: {err}") from None
 
 
-def _summarize(agent, plan, host, final_return, status, compiles_total, compile_s, run_s, steps_run, notes, devices, batch_runs, block_runs,
-               programs=1):
+def _summarize(agent, plan, host, final_return, status, compiles_total, compile_s, run_s, steps_run, notes, devices, batch_runs, block_runs):
     num_seeds = len(plan.seeds)
     finite = host.get("finite")
     runs = []
@@ -372,7 +393,7 @@ def _summarize(agent, plan, host, final_return, status, compiles_total, compile_
         # Each policy/batchNNNN holds batch b of every process's share, process after process (see jaxrl.trained).
         "policy": {"dir": POLICY_DIR, "batches": -(-len(runs) // (batch_runs * multihost.count())),
                    "batch_runs": batch_runs * multihost.count(), "processes": multihost.count()},
-        "compiles": programs,  # distinct chunk programs: 1, or 2 with a shorter last chunk (init and eval never change)
+        "compiles": 1,  # distinct chunk programs: always one, a shorter last chunk included (init and eval never change)
         "compiles_total": compiles_total,
         # Steps and seconds of this call: an interrupted or resumed run reports the rate of what it ran.
         "timing": {"compile_s": compile_s, "run_s": run_s, "env_steps": steps_run, "env_steps_per_s": steps_run / run_s if run_s else None},

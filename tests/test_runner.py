@@ -234,14 +234,17 @@ def test_resume_of_a_run_stopped_before_its_first_checkpoint_starts_it(agent, tm
     assert summary["status"] == "finished" and summary["timing"]["env_steps"] == agent.num_updates * agent.steps_per_update
 
 
-def test_a_prime_number_of_updates_runs_in_full_chunks_and_a_short_last_one(agent, tmp_path):
-    """13 updates in chunks of up to 4: 4 + 4 + 4 + 1 (not 13 chunks of 1), the same numbers as one jitted train."""
+def test_a_prime_number_of_updates_runs_in_one_program_with_a_masked_last_chunk(agent, tmp_path):
+    """13 updates in chunks of up to 4: not 13 chunks of 1, but 7 of 2, the last one discarding its second update,
+    all in one compiled chunk program; the same numbers as one jitted train."""
     from jaxrl.runner import chunk_size
 
-    assert chunk_size(13, 4) == 4 and chunk_size(12, 4) == 4 and chunk_size(12, 5) == 4 and chunk_size(14, 50) == 14
+    assert chunk_size(13, 4) == 2 and chunk_size(12, 4) == 4 and chunk_size(12, 5) == 4 and chunk_size(14, 50) == 14
+    assert chunk_size(97, 50) == 49 and chunk_size(101, 50) == 34
     prime = make_agent(PPOConfig(**{**SETTINGS, "total_timesteps": 4 * 16 * 13}))
     summary = run(prime, RunPlan("ppo", SETTINGS, {}, [2]), {}, tmp_path, chunk_updates=4, max_devices=1, progress=False)
-    assert summary["compiles"] == 2 and any("a last one of 1" in n for n in summary["notes"])
+    assert summary["compiles"] == 1 and any("the last one runs 1 and discards 1" in n for n in summary["notes"]), summary["notes"]
+    assert summary["timing"]["env_steps"] == 13 * prime.steps_per_update
     _, curves = load(tmp_path)
     _, metrics = jax.jit(prime.train)(jax.random.key(2), prime.default_hparams())
     assert curves["loss"].shape == (1, 1, 13)
