@@ -398,9 +398,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from jaxrl import compile_cache
     from jaxrl.devices import use_all_cpu_cores
 
     use_all_cpu_cores()  # before anything starts JAX
+    compile_cache.enable()
     parser = build_parser()
     args = parser.parse_args(argv)  # argparse itself exits 2 with one line on bad flags
     from jaxrl.envs.errors import InvalidChoiceError

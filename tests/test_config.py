@@ -62,3 +62,20 @@ def test_read_hparam_reads_what_apply_overrides_set():
     hp = apply_overrides(hp, {"lr": 0.003, "objective.dpo.alpha": 1.5})
     assert float(read_hparam(hp, "lr")) == pytest.approx(0.003)
     assert float(read_hparam(hp, "objective.dpo.alpha")) == 1.5
+
+
+def test_the_compile_cache_is_on_by_default_and_gives_way_to_jax_s_own_setting_or_off(monkeypatch, tmp_path):
+    import jax
+
+    from jaxrl import compile_cache
+
+    updates = {}
+    monkeypatch.setattr(jax.config, "update", lambda name, value: updates.__setitem__(name, value))
+    assert compile_cache.enable({}) == str(compile_cache.DEFAULT_DIR.expanduser())
+    assert updates["jax_compilation_cache_dir"] == str(compile_cache.DEFAULT_DIR.expanduser())
+    assert updates["jax_compilation_cache_max_size"] > 0 and updates["jax_persistent_cache_min_compile_time_secs"] > 0
+    updates.clear()
+    assert compile_cache.enable({"JAXRL_COMPILE_CACHE": str(tmp_path)}) == str(tmp_path) == updates["jax_compilation_cache_dir"]
+    updates.clear()
+    assert compile_cache.enable({"JAXRL_COMPILE_CACHE": "off"}) is None and not updates
+    assert compile_cache.enable({"JAX_COMPILATION_CACHE_DIR": "/x", "JAXRL_COMPILE_CACHE": str(tmp_path)}) == "/x" and not updates
