@@ -60,10 +60,12 @@ def main() -> None:
         }
         summary = discover(request, Path(tmp), progress=False)
     per_gen = [g["time_s"] for g in summary["generations"]]
+    inner_s = [g["inner_s"] for g in summary["generations"]]
     best = min(per_gen)
-    print(f"meta generation: {', '.join(f'{t:.1f}' for t in per_gen)} s (compile {summary['timing']['compile_s']:.1f} s, excluded); "
-          f"best {best:.1f} s/generation = {steps / best:,.0f} inner env steps/s = {plain_s / best:.1%} of plain")
-
+    print(f"meta generation: {', '.join(f'{t:.2f}' for t in per_gen)} s (compile {summary['timing']['compile_s']:.1f} s, excluded); "
+          f"best {best:.2f} s/generation = {steps / best:,.0f} inner env steps/s = {plain_s / best:.1%} of plain")
+    print(f"  of which the inner runs (PopulationEvaluator calls): {', '.join(f'{t:.2f}' for t in inner_s)} s; the rest (ES ask/tell, "
+          f"fitness, candidate pool, checkpoints, host): {', '.join(f'{a - b:.2f}' for a, b in zip(per_gen, inner_s))} s")
 
 if __name__ == "__main__":
     main()

@@ -44,14 +44,13 @@ def update_pool(pool: dict[str, Any], population: Any, fitness: np.ndarray, gene
     top = np.argsort(-fit32, kind="stable")[:top_k]  # stable: equal fitness keeps the lower member index first
     all_fitness = np.concatenate([np.asarray(pool["fitness"]), fit32[top]])
     keep = np.argsort(-all_fitness, kind="stable")[:size]  # stable: the pool's (older) entries before new ones
-    top_j, keep_j = jnp.asarray(top), jnp.asarray(keep)
+    # NumPy on the host: the pool is small, and JAX's eager ops would compile on the first generations.
     return {
-        "members": jax.tree.map(lambda old, new: jnp.concatenate([old, jnp.asarray(new)[top_j]])[keep_j], pool["members"], population),
-        "fitness": jnp.asarray(all_fitness[keep], jnp.float32),
-        "generation": jnp.concatenate([pool["generation"], jnp.full((len(top),), generation, jnp.int32)])[keep_j],
-        "member": jnp.concatenate([pool["member"], jnp.asarray(top, jnp.int32)])[keep_j],
+        "members": jax.tree.map(lambda old, new: np.concatenate([np.asarray(old), np.asarray(new)[top]])[keep], pool["members"], population),
+        "fitness": all_fitness[keep].astype(np.float32),
+        "generation": np.concatenate([np.asarray(pool["generation"]), np.full(len(top), generation, np.int32)])[keep],
+        "member": np.concatenate([np.asarray(pool["member"]), top.astype(np.int32)])[keep],
     }
-
 
 def filled(pool: dict[str, Any]) -> int:
     """How many slots hold a member (they are the first ones)."""
