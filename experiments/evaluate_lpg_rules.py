@@ -57,6 +57,7 @@ def main() -> None:
     p.add_argument("--num-steps", type=int, default=20)
     p.add_argument("--a2c-lr", type=float, default=0.01, help="the antagonist's learning rate (meta lpg's --antagonist-lr)")
     p.add_argument("--random-gru-width", type=int, default=256, help="GRU width of the `random` rule (the meta-training runs')")
+    p.add_argument("--levels", default=",".join(gridworld.LPG_LEVELS), help="comma-separated LPG levels (default all five; '' for none)")
     p.add_argument("--minatar", default="", help="comma-separated MinAtar games to add (breakout, space_invaders, asterix, freeway)")
     p.add_argument("--minatar-updates", type=int, default=1000)
     p.add_argument("--out", required=True)
@@ -66,7 +67,7 @@ def main() -> None:
     rules = dict(r.split("=", 1) for r in args.rules)
 
     # (name, env id, settings of both agents, settings of the LPG agents, lifetime, hidden layers)
-    tasks = [(name, "GridWorld-v0", ["--set", f"env_kwargs={{level: {name}}}"], [], args.updates, "[]") for name in gridworld.LPG_LEVELS]
+    tasks = [(name, "GridWorld-v0", ["--set", f"env_kwargs={{level: {name}}}"], [], args.updates, "[]") for name in filter(None, args.levels.split(","))]
     for game in filter(None, args.minatar.split(",")):
         # Out of distribution: a 64-unit hidden layer, Adam (GROOVE's setting for non-tabular agents), a longer lifetime.
         adam = ["--set", "optimizer=adam", "--set", "actor_lr=1e-3", "--set", "predictor_lr=1e-3"]
