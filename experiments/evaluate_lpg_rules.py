@@ -3,7 +3,7 @@ tabular grid worlds (and optionally MinAtar games, out of distribution), next to
 antagonist, same lifetime and batch, IQM and 95% bootstrap CI of the final return over seeds.
 
     python experiments/evaluate_lpg_rules.py untrained=random uniform=RUNS/uniform/rule.npz groove=RUNS/groove/rule.npz \\
-        --updates 250 --seeds 16 --out experiments/reported/groove/heldout
+        --updates 250 --seeds 16 --out results/groove/heldout
 
 A rule is a file `jaxrl meta lpg` wrote (its architecture, TA-LPG included, comes with it) or `random`: the untrained
 rule every meta-training starts from, the floor of the table.

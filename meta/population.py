@@ -45,6 +45,7 @@ class PopulationEvaluator:
             return agent.train(key, to_hparams(member, base_hparams))[1]["final_return"]
 
         self._map = self.axis.map(final_return)
+        self._layout = jax.jit(self._runs)  # jitted: as eager ops it compiled anew in the first generations
         self.devices = len(self._map.devices)
         self.compile_s = 0.0
         self.run_s = 0.0
@@ -56,7 +57,7 @@ class PopulationEvaluator:
 
     def __call__(self, population: Any, keys: jax.Array) -> np.ndarray:
         """population: pytree with leading axis P; keys: (S,) typed keys -> final returns (P, S)."""
-        returns, compile_s, run_s = self.axis.run_all(self._map, *self._runs(population, keys))
+        returns, compile_s, run_s = self.axis.run_all(self._map, *self._layout(population, keys))
         self.compile_s += compile_s
         self.run_s += run_s
         return returns.reshape(self.population_size, self.num_seeds)
