@@ -26,7 +26,7 @@ def enable(environ: Mapping[str, str] = os.environ) -> str | None:
     if environ.get("JAX_COMPILATION_CACHE_DIR"):
         return environ["JAX_COMPILATION_CACHE_DIR"]
     setting = environ.get("JAXRL_COMPILE_CACHE", "").strip()
-    if setting.lower() in OFF and setting:
+    if setting.lower() in OFF:
         return None
     folder = str(Path(setting or DEFAULT_DIR).expanduser())
     jax.config.update("jax_compilation_cache_dir", folder)

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl import multihost, objectives, results
-from jaxrl.agents.base import params_of
+from jaxrl.agents.base import params_of, update_while
 from jaxrl.checkpoints import StopFlag, restore_tree, save_tree
 from jaxrl.config import apply_overrides, check_range
 from jaxrl.devices import compile_together, default_block_runs, largest_divisor_at_most
@@ -109,10 +109,12 @@ def chunk_program(agent: Any, num_updates: int | None = None) -> Callable[..., t
 
     def chunk(carry: Any, hparams: Any, first: jax.Array, length: int) -> tuple[Any, dict]:
         def body(c, i):
-            new, metrics = agent.update(c, hparams)
-            done = jnp.bool_(True) if num_updates is None else first + i < num_updates
-            if num_updates is not None:
-                new = jax.tree.map(lambda a, b: jnp.where(done, a, b), new, c)
+            if num_updates is None:
+                done = jnp.bool_(True)
+                new, metrics = agent.update(c, hparams)
+            else:
+                done = first + i < num_updates
+                new, metrics = update_while(agent, c, hparams, done)
             finite = jnp.isfinite(metrics["loss"]) & jnp.all(
                 jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(params_of(new))])
             )

@@ -52,6 +52,7 @@ def update_pool(pool: dict[str, Any], population: Any, fitness: np.ndarray, gene
         "member": np.concatenate([np.asarray(pool["member"]), top.astype(np.int32)])[keep],
     }
 
+
 def filled(pool: dict[str, Any]) -> int:
     """How many slots hold a member (they are the first ones)."""
     return int(np.sum(np.asarray(pool["generation"]) >= 0))

@@ -45,6 +45,7 @@ from flax import struct
 
 from jaxrl import results
 from jaxrl.agents import lpg, ppo
+from jaxrl.agents.base import update_while
 from jaxrl.config import apply_overrides, build
 from jaxrl.envs import gridworld
 from jaxrl.envs.errors import InvalidChoiceError, invalid_choice
@@ -152,8 +153,7 @@ def train_on_level(agent: Any, hparams: Any, level: gridworld.GridLevel, lifetim
     carry = agent.reset_to(carry, level_copies(level, agent.config.num_envs), reset_key, hparams)
 
     def step(carry, n):
-        new, _ = agent.update(carry, hparams)
-        return jax.tree.map(lambda a, b: jnp.where(n < lifetime, a, b), new, carry), None
+        return update_while(agent, carry, hparams, n < lifetime)[0], None
 
     return jax.lax.scan(step, carry, jnp.arange(agent.num_updates))[0]
 

@@ -66,6 +66,13 @@ def train(agent: AgentProtocol, key: jax.Array, hparams: Hparams) -> tuple[Carry
     return carry, metrics
 
 
+def update_while(agent: AgentProtocol, carry: Carry, hparams: Hparams, active: jax.Array) -> tuple[Carry, Metrics]:
+    """`agent.update` where `active` (() bool, traced), else the carry unchanged: the update is computed and
+    discarded, so runs of different lengths (a shorter last chunk, meta-training lifetimes) share one program."""
+    new, metrics = agent.update(carry, hparams)
+    return jax.tree.map(lambda a, b: jnp.where(active, a, b), new, carry), metrics
+
+
 class Agent:
     """A convenient base: subclasses set `config`, `num_updates`, `steps_per_update` and define the methods of
     `AgentProtocol`; `train` comes from here."""
