@@ -18,8 +18,8 @@ from jaxrl.cli import main
 from jaxrl.meta import baselines
 from jaxrl.meta.tune import Dimension, parse_search
 
-# 4 envs x 16 steps x 4 updates: a few seconds of compile, well under a second per generation. One device: every
-# device compiles its own copy of a program, and results do not depend on the device count (tests/test_runner.py).
+# 4 envs x 16 steps x 4 updates: a few seconds of compile, well under a second per generation. One device: fewer
+# dispatches per call, and results do not depend on the device count (tests/test_runner.py).
 INNER = ["--inner-steps", "256", "--set", "num_steps=16", "--set", "eval_episodes=2", "--baseline-seeds", "2", "--quiet", "--devices", "1"]
 # A pool of 3 (+ the search mean) = one population of 4: validation on 2 seeds is one call of the search's program.
 TINY = ["--population", "4", "--seeds", "2", "--candidate-pool", "3", "--validation-seeds", "2", *INNER]

@@ -17,7 +17,7 @@ from jaxrl.envs import gridworld
 from jaxrl.meta.lpg import MetaLPG, MetaLPGConfig, Task, algorithmic_regret, train_on_level, win_lose
 
 TINY_AGENT = (("num_envs", 4), ("num_steps", 5), ("gru_width", 16))
-# One device: each device would compile its own copy of every program (conftest makes four).
+# One device: fewer dispatches per call (conftest makes four), and the device count changes no result.
 
 
 def test_win_lose_scores_each_pair_and_regret_is_antagonist_minus_the_pairs_mean():

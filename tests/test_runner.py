@@ -16,6 +16,7 @@ import pytest
 
 from jaxrl.agents.ppo import PPOConfig, make_agent
 from jaxrl.cli import main
+from jaxrl.devices import RunMap
 from jaxrl.runner import RunPlan, run
 
 from conftest import interrupt_after_first_chunk
@@ -39,10 +40,10 @@ def load(out):
 def test_runs_equal_train_and_sharding_changes_nothing(agent, tmp_path):
     assert jax.device_count() == 4
     plan = RunPlan("ppo", SETTINGS, {"lr": [1e-3, 2.5e-4]}, [0, 1, 2, 3])
-    # Two of the four devices: each device compiles its own copy of the program, and two already split the runs.
-    sharded = run(agent, plan, {}, tmp_path / "a", chunk_updates=4, block_runs=2, max_devices=2, progress=False)
+    # All four devices (one compile, copied to the others: devices.executable_on) against one.
+    sharded = run(agent, plan, {}, tmp_path / "a", chunk_updates=4, block_runs=2, progress=False)
     single = run(agent, plan, {}, tmp_path / "b", chunk_updates=4, block_runs=2, max_devices=1, progress=False)
-    assert sharded["devices"]["used"] == 2 and single["devices"]["used"] == 1
+    assert sharded["devices"]["used"] == 4 and single["devices"]["used"] == 1
     assert sharded["compiles"] == 1 and sharded["block_runs"] == 2
     _, a = load(tmp_path / "a")
     _, b = load(tmp_path / "b")
@@ -55,6 +56,23 @@ def test_runs_equal_train_and_sharding_changes_nothing(agent, tmp_path):
     np.testing.assert_allclose(a["final_return"][1, 1], metrics["final_return"], rtol=1e-4)
     for f in ("summary.json", "curves.npz", "curves.png", "report.md"):
         assert (tmp_path / "a" / f).stat().st_size > 0
+
+
+def test_a_run_map_compiles_once_and_copies_the_executable_to_the_other_devices():
+    """XLA:CPU code runs on any CPU device: the program is compiled for the first device only (a count of
+    backend compiles), the copies run on their own devices, and they compute what the compiled original does."""
+    fn = RunMap(lambda x: jnp.tanh(x @ x.T).sum() + jnp.float32(0.25), num_runs=8, block_runs=2)
+    xs = jax.random.normal(jax.random.key(3), (8, 5, 5))
+    compiles = []
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda event, duration, **kw: compiles.append(event) if event == "/jax/core/compile/backend_compile_duration" else None)
+    fn.compile(xs)
+    assert len(compiles) == 1 and len(fn.devices) == 4
+    assert [c.input_shardings[0][0].device_set for c in fn._compiled] == [{d} for d in fn.devices]
+    out = fn(xs)
+    assert {s.device for s in out.addressable_shards} == set(fn.devices)
+    expected = jax.jit(jax.vmap(lambda x: jnp.tanh(x @ x.T).sum() + jnp.float32(0.25)))(xs)
+    np.testing.assert_allclose(np.asarray(out), np.asarray(expected), rtol=1e-6)
 
 
 def test_nan_is_reported_with_grid_point_seed_and_update(agent, tmp_path):
