@@ -413,7 +413,6 @@ class PPO(Agent):
             hidden0 = jnp.zeros((c.batch_size, 0))
             traj, advantages, targets = jax.tree.map(_flat, (batch.traj, batch.advantages, batch.targets))
         num_columns = advantages.shape[1]
-        split = (c.num_minibatches, num_columns // c.num_minibatches)
         progress = carry.update.astype(jnp.float32) / c.num_updates
         optimizer = self.make_optimizer(hparams)
         grad_fn = jax.value_and_grad(self.loss, has_aux=True)
@@ -425,17 +424,16 @@ class PPO(Agent):
             params = optax.apply_updates(params, updates)
             return (params, opt_state), {**stats, "loss": loss, "grad_norm": optax.tree.norm(grads)}
 
-        def epoch(state, perm):
-            def shuffle(x, axis):
-                # One gather per array and epoch, then minibatches on a new leading axis for the scan to slice.
-                x = jnp.take(x, perm, axis=axis)
-                return jnp.moveaxis(x.reshape(x.shape[:axis] + split + x.shape[axis + 1 :]), axis, 0)
-
-            minibatches = (shuffle(hidden0, 0), jax.tree.map(lambda x: shuffle(x, 1), traj), shuffle(advantages, 1), shuffle(targets, 1))
-            return jax.lax.scan(minibatch_step, state, minibatches)
+        def gathered_step(state, columns):
+            # Each minibatch gathers its own columns: one pass over the batch per epoch, and only over the fields
+            # the loss reads (a shuffled copy of the whole batch, then sliced, was two).
+            minibatch = (jnp.take(hidden0, columns, 0), jax.tree.map(lambda x: jnp.take(x, columns, 1), traj),
+                         jnp.take(advantages, columns, 1), jnp.take(targets, columns, 1))
+            return minibatch_step(state, minibatch)
 
         perms = speedups.permutations(batch.epoch_key, num_columns, (c.update_epochs,))
-        (params, opt_state), stats = jax.lax.scan(epoch, (carry.params, carry.opt_state), perms)
+        columns = perms.reshape((c.update_epochs * c.num_minibatches, num_columns // c.num_minibatches))
+        (params, opt_state), stats = jax.lax.scan(gathered_step, (carry.params, carry.opt_state), columns)
 
         metrics = {**{k: v.mean() for k, v in stats.items()}, **episode_metrics(batch.traj)}
         return carry.replace(params=params, opt_state=opt_state, update=carry.update + 1), metrics
