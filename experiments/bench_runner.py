@@ -35,6 +35,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=500_000, help="env steps per seed")
     parser.add_argument("--chunk-updates", type=int, default=50)
     parser.add_argument("--compare-seeds", type=int, default=32, help="seeds for the runner-vs-one-call comparison (0: skip)")
+    parser.add_argument("--block-runs", type=int, default=None, help="runs vmapped together (default: the runner's)")
     parser.add_argument("--env", default="CartPole-v1")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a PPO setting")
     args = parser.parse_args()
@@ -59,11 +60,13 @@ def main() -> None:
 
     for n in map(int, args.seeds.split(",")):
         with tempfile.TemporaryDirectory() as out:
-            summary = run(agent, RunPlan("ppo", {}, {}, list(range(n))), overrides, out, chunk_updates=args.chunk_updates, progress=False)
+            summary = run(agent, RunPlan("ppo", {}, {}, list(range(n))), overrides, out, chunk_updates=args.chunk_updates,
+                          block_runs=args.block_runs, progress=False)
         t = summary["timing"]
         finals = np.array([r["final_return"] for r in summary["runs"]])
-        print(f"seeds {n:>5}: {t['env_steps_per_s']:>10,.0f} env steps/s  compile {t['compile_s']:5.1f} s  run {t['run_s']:7.1f} s  "
-              f"batches of {summary['batch_runs']}  final return mean {finals.mean():6.1f}  peak RSS {peak_rss_gb():.2f} GB", flush=True)
+        print(f"seeds {n:>5}: {t['env_steps_per_s']:>10,.0f} env steps/s ({t['train_steps_per_s']:,.0f} in training, without the "
+              f"final evaluation's {t['eval_s']:.1f} s)  compile {t['compile_s']:5.1f} s  run {t['run_s']:7.1f} s  "
+              f"batches of {summary['batch_runs']}, blocks of {summary['block_runs']}  final return mean {finals.mean():6.1f}  peak RSS {peak_rss_gb():.2f} GB", flush=True)
 
 
 if __name__ == "__main__":

@@ -61,10 +61,19 @@ def largest_divisor_at_most(n: int, k: int) -> int:
     return max(d for d in range(1, min(n, max(k, 1)) + 1) if n % d == 0)
 
 
+# Runs vmapped together on a CPU at most. Wider blocks spill a block's parameters and optimizer states out of the
+# caches: PPO CartPole, 256 seeds x 50k steps on 2 cores, blocks of 1/2/4/8/32 ran 250k/259k/310k/269k/224k steps/s.
+CPU_MAX_BLOCK_RUNS = 4
+
+
 def default_block_runs(num_runs: int) -> int:
     """Runs vmapped together by default: the largest divisor of `num_runs` that is at most num_runs / 8, so
-    up to 8 devices can share the blocks; it depends on the run count only, never on the device count."""
-    return largest_divisor_at_most(num_runs, num_runs // 8)
+    up to 8 devices can share the blocks, and on a CPU at most `CPU_MAX_BLOCK_RUNS`. It depends on the run count
+    and the platform, never on the device count (a run's numbers depend on its block size)."""
+    cap = num_runs // 8
+    if jax.default_backend() == "cpu":
+        cap = min(cap, CPU_MAX_BLOCK_RUNS)
+    return largest_divisor_at_most(num_runs, cap)
 
 
 def map_in_blocks(fn: Callable, block_runs: int) -> Callable:

@@ -227,7 +227,7 @@ def run(
     tracking = Tracking(log, out, plan.labels(), plan.seeds, steps_per_update,
                         {**plan.settings, "algorithm": plan.algorithm, "sweep": plan.sweep}, out.name, first_run=mine.start)
     stop = StopFlag("chunk")
-    compile_s = run_s = 0.0
+    compile_s = run_s = eval_s = 0.0  # run_s includes eval_s, the final evaluations
     steps_run = 0  # environment steps run by this call (a resumed run counts only its own)
     status = "finished"
     bar = _progress(progress, total=num_updates * num_batches, initial=(start_batch * num_chunks + start_chunk) * k)
@@ -282,6 +282,7 @@ def run(
                 break
             t0 = time.perf_counter()
             final_return[sl] = np.asarray(eval_fn(carry, eval_keys))
+            eval_s += time.perf_counter() - t0
             run_s += time.perf_counter() - t0
             # The trained policies stay in the results folder (jaxrl.load reads them back).
             save_tree(out / POLICY_DIR / f"batch{b:04d}", policy_state(agent, carry))
@@ -296,9 +297,9 @@ def run(
     if multihost.count() > 1:  # every run's numbers, in run order (shares are contiguous); the slowest process's time
         host = {name: multihost.gather_rows(v) for name, v in sorted(host.items())}
         final_return = multihost.gather_rows(final_return)
-        compile_s, run_s, steps_run = multihost.gather_rows(np.asarray([[compile_s, run_s, steps_run]])).T
-        compile_s, run_s, steps_run = float(compile_s.max()), float(run_s.max()), int(steps_run.sum())
-    summary = _summarize(agent, plan, host, final_return, status, compiles["n"], compile_s, run_s, steps_run, notes, devices, batch_runs, block)
+        compile_s, run_s, eval_s, steps_run = multihost.gather_rows(np.asarray([[compile_s, run_s, eval_s, steps_run]])).T
+        compile_s, run_s, eval_s, steps_run = float(compile_s.max()), float(run_s.max()), float(eval_s.max()), int(steps_run.sum())
+    summary = _summarize(agent, plan, host, final_return, status, compiles["n"], compile_s, run_s, eval_s, steps_run, notes, devices, batch_runs, block)
     if not primary:
         return summary
     _write_results(out, plan, host, final_return, summary, steps_per_update, status, k)
@@ -368,7 +369,7 @@ def _read_state(path: Path) -> dict[str, int]:
         raise InvalidChoiceError(f"no usable checkpoint at {str(path.parent)!r}: {type(err).__name__}: {err}") from None
 
 
-def _summarize(agent, plan, host, final_return, status, compiles_total, compile_s, run_s, steps_run, notes, devices, batch_runs, block_runs):
+def _summarize(agent, plan, host, final_return, status, compiles_total, compile_s, run_s, eval_s, steps_run, notes, devices, batch_runs, block_runs):
     num_seeds = len(plan.seeds)
     finite = host.get("finite")
     runs = []
@@ -397,8 +398,11 @@ def _summarize(agent, plan, host, final_return, status, compiles_total, compile_
                    "batch_runs": batch_runs * multihost.count(), "processes": multihost.count()},
         "compiles": 1,  # distinct chunk programs: always one, a shorter last chunk included (init and eval never change)
         "compiles_total": compiles_total,
-        # Steps and seconds of this call: an interrupted or resumed run reports the rate of what it ran.
-        "timing": {"compile_s": compile_s, "run_s": run_s, "env_steps": steps_run, "env_steps_per_s": steps_run / run_s if run_s else None},
+        # Steps and seconds of this call: an interrupted or resumed run reports the rate of what it ran. run_s includes
+        # eval_s, the final evaluations; train_steps_per_s leaves them out (what a training-throughput comparison needs).
+        "timing": {"compile_s": compile_s, "run_s": run_s, "eval_s": eval_s, "env_steps": steps_run,
+                   "env_steps_per_s": steps_run / run_s if run_s else None,
+                   "train_steps_per_s": steps_run / (run_s - eval_s) if run_s > eval_s else None},
         "notes": notes,
         "runs": runs,
     }

@@ -33,6 +33,7 @@ are checkpointed together, so a resumed run continues exactly as the uninterrupt
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 import time
 from pathlib import Path
@@ -60,6 +61,14 @@ CURRICULA = {"uniform": "dr", "plr": "plr", "groove": "plr"}  # ours -> the leve
 SHAPINGS = ("win_lose", "centered_rank")
 EVAL_STEPS = gridworld.MAX_STEPS_RANGE[1]  # the longest random level's episode
 HELDOUT_STREAM = 2**32 - 1  # fold_in index of the held-out evaluation's key; generations count up from 0
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def generation_keys(key: jax.Array, g: int | jax.Array, num_pairs: int) -> tuple[jax.Array, ...]:
+    """Generation g's keys: ask, propose, the agents' (num_pairs,), the antagonists' (num_pairs,), tell. One compiled
+    program (eager splits compiled one small program each in generation 0)."""
+    ask, propose, agents, antagonists, tell = jax.random.split(jax.random.fold_in(key, g), 5)
+    return ask, propose, jax.random.split(agents, num_pairs), jax.random.split(antagonists, num_pairs), tell
 
 
 @dataclasses.dataclass(frozen=True)
@@ -280,7 +289,7 @@ class MetaLPG:
 
     def generation(self, state: dict[str, Any], key: jax.Array, g: int) -> tuple[dict[str, Any], dict[str, Any]]:
         c = self.config
-        ask_key, propose_key, agent_key, antagonist_key, tell_key = jax.random.split(jax.random.fold_in(key, g), 5)
+        ask_key, propose_key, agent_keys, antagonist_keys, tell_key = generation_keys(key, g, c.num_pairs)
         heldout = None
         if c.heldout_every and g % c.heldout_every == 0:  # the rule this generation starts from
             t0, compiled = time.perf_counter(), self.compile_s
@@ -291,9 +300,9 @@ class MetaLPG:
         tasks = proposal.levels
         kind = int(proposal.kind)
         if c.curriculum != "uniform" and kind == NEW:  # the antagonist's numbers are computed once per level
-            ant_return, ant_pvl = self.antagonist_stats(tasks, jax.random.split(antagonist_key, c.num_pairs))
+            ant_return, ant_pvl = self.antagonist_stats(tasks, antagonist_keys)
             tasks = tasks.replace(antagonist_return=jnp.asarray(ant_return, jnp.float32), antagonist_pvl=jnp.asarray(ant_pvl, jnp.float32))
-        returns = self.protagonist_returns(rules, tasks, jax.random.split(agent_key, c.num_pairs))
+        returns = self.protagonist_returns(rules, tasks, agent_keys)
         finite = np.isfinite(returns)
         safe = np.where(finite, returns, np.min(returns[finite], initial=0.0) - 1.0)  # a diverged agent loses its pair
         fitness = win_lose(safe) if c.shaping == "win_lose" else safe

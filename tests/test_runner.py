@@ -250,6 +250,8 @@ def test_resume_of_a_run_stopped_before_its_first_checkpoint_starts_it(agent, tm
     (tmp_path / "run.json").write_text(json.dumps(plan.to_json()))
     summary = run(agent, plan, {}, tmp_path, chunk_updates=4, max_devices=1, progress=False, resume=True)
     assert summary["status"] == "finished" and summary["timing"]["env_steps"] == agent.num_updates * agent.steps_per_update
+    t = summary["timing"]  # the final evaluation's seconds are part of the run's and left out of the training rate
+    assert 0 < t["eval_s"] < t["run_s"] and t["train_steps_per_s"] == pytest.approx(t["env_steps"] / (t["run_s"] - t["eval_s"]))
 
 
 def test_a_prime_number_of_updates_runs_in_one_program_with_a_masked_last_chunk(agent, tmp_path):
