@@ -63,6 +63,8 @@ def main() -> None:
     settings = dict(parse_assignment(text) for text in args.set)
     config, overrides = build(PPOConfig, PPOHparams, {**settings, "env_id": args.env})
     config = dataclasses.replace(config, total_timesteps=config.batch_size * UPDATES)
+    if config.recurrent:
+        raise SystemExit("bench_ppo_breakdown: recurrent=true is not supported (its minibatches split environments)")
     agent = make_agent(config)
     c = agent.config
     hp = apply_overrides(agent.default_hparams(), overrides)
@@ -71,7 +73,7 @@ def main() -> None:
     print(f"{c.env_id}: {c.num_envs} envs x {c.num_steps} steps, {c.update_epochs} epochs x {c.num_minibatches} minibatches, "
           f"hidden {c.actor_hidden}/{c.critic_hidden} {c.activation}, obs {agent.spaces.obs_dim}; {jax.devices()[0].platform}")
 
-    def repeat(step):
+    def repeat(step):  # everything the step reads is an argument: a captured array would be compiled in as a constant
         return jax.jit(lambda carry, *rest: jax.lax.scan(lambda x, _: (step(x, *rest), None), carry, None, UPDATES)[0])
 
     env = agent.env_stack(hp.gamma)
@@ -85,7 +87,7 @@ def main() -> None:
             return (state, total + obs.sum() + reward.sum()), None
         return jax.lax.scan(one, start, jax.random.split(key, c.num_steps))[0]
 
-    def collect(carry):  # the batch feeds the next carry, as the learning step would, so none of it is optimised away
+    def collect(carry, hp):  # the batch feeds the next carry, as the learning step would, so none of it is optimised away
         carry, batch = agent.collect(carry, hp)
         total = sum(x.sum() for x in jax.tree.leaves((batch.traj, batch.advantages, batch.targets)))
         return carry.replace(obs=carry.obs + 0.0 * total)
@@ -93,18 +95,18 @@ def main() -> None:
     flat = jax.tree.map(lambda x: x.reshape((1, c.batch_size) + x.shape[2:]), (batch.traj, batch.advantages, batch.targets))
     size = c.batch_size // c.num_minibatches
     minibatch = (jnp.zeros((size, 0)), *jax.tree.map(lambda x: x[:, :size], flat))
-    gradient = jax.grad(lambda params: agent.loss(params, hp, minibatch, jnp.float32(0.5))[0])
+    gradient = jax.grad(lambda params, minibatch, hp: agent.loss(params, hp, minibatch, jnp.float32(0.5))[0])
     steps = c.update_epochs * c.num_minibatches
 
-    def sgd_steps(params):
-        return jax.lax.fori_loop(0, steps, lambda i, p: jax.tree.map(lambda a, g: a - 1e-6 * g, p, gradient(p)), params)
+    def sgd_steps(params, minibatch, hp):
+        return jax.lax.fori_loop(0, steps, lambda i, p: jax.tree.map(lambda a, g: a - 1e-6 * g, p, gradient(p, minibatch, hp)), params)
 
     rows = {
-        "update": best_ms(repeat(lambda x: agent.update(x, hp)[0]), carry),
-        "collect": best_ms(repeat(collect), carry),
-        "env only": best_ms(repeat(lambda s: env_steps(s, carry.env_params, carry.key)), (carry.env_state, jnp.float32(0))),
-        "learn": best_ms(repeat(lambda x: agent.learn(x, batch, hp)[0]), carry),
-        "gradients only": best_ms(repeat(sgd_steps), carry.params),
+        "update": best_ms(repeat(lambda x, hp: agent.update(x, hp)[0]), carry, hp),
+        "collect": best_ms(repeat(collect), carry, hp),
+        "env only": best_ms(repeat(env_steps), (carry.env_state, jnp.float32(0)), carry.env_params, carry.key),
+        "learn": best_ms(repeat(lambda x, batch, hp: agent.learn(x, batch, hp)[0]), carry, batch, hp),
+        "gradients only": best_ms(repeat(sgd_steps), carry.params, minibatch, hp),
     }
     for name, ms in rows.items():
         print(f"  {name:<15} {ms:7.1f} ms/update  ({c.batch_size / ms:7.1f}k env steps/s)")
@@ -120,7 +122,7 @@ def main() -> None:
     work = {
         "rollout forward": c.num_steps * flops(actor, carry.params, carry.obs),
         "critic pass": flops(critic, carry.params, batch.traj),
-        "gradients": steps * flops(gradient, carry.params),
+        "gradients": steps * flops(gradient, carry.params, minibatch, hp),
     }
     total = sum(work.values())
     peak = max(matmul_gflops(size, agent.spaces.obs_dim, c.actor_hidden[0]) for _ in range(3))

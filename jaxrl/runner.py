@@ -282,8 +282,9 @@ def run(
                 break
             t0 = time.perf_counter()
             final_return[sl] = np.asarray(eval_fn(carry, eval_keys))
-            eval_s += time.perf_counter() - t0
-            run_s += time.perf_counter() - t0
+            seconds = time.perf_counter() - t0
+            eval_s += seconds
+            run_s += seconds
             # The trained policies stay in the results folder (jaxrl.load reads them back).
             save_tree(out / POLICY_DIR / f"batch{b:04d}", policy_state(agent, carry))
             if b + 1 < num_batches:
@@ -297,9 +298,12 @@ def run(
     if multihost.count() > 1:  # every run's numbers, in run order (shares are contiguous); the slowest process's time
         host = {name: multihost.gather_rows(v) for name, v in sorted(host.items())}
         final_return = multihost.gather_rows(final_return)
-        compile_s, run_s, eval_s, steps_run = multihost.gather_rows(np.asarray([[compile_s, run_s, eval_s, steps_run]])).T
-        compile_s, run_s, eval_s, steps_run = float(compile_s.max()), float(run_s.max()), float(eval_s.max()), int(steps_run.sum())
-    summary = _summarize(agent, plan, host, final_return, status, compiles["n"], compile_s, run_s, eval_s, steps_run, notes, devices, batch_runs, block)
+        # The slowest process's seconds; its training seconds too (run_s - eval_s per process, then the largest).
+        compile_s, run_s, eval_s, train_s, steps_run = multihost.gather_rows(np.asarray([[compile_s, run_s, eval_s, run_s - eval_s, steps_run]])).T
+        compile_s, run_s, eval_s, train_s, steps_run = float(compile_s.max()), float(run_s.max()), float(eval_s.max()), float(train_s.max()), int(steps_run.sum())
+    else:
+        train_s = run_s - eval_s
+    summary = _summarize(agent, plan, host, final_return, status, compiles["n"], compile_s, run_s, eval_s, train_s, steps_run, notes, devices, batch_runs, block)
     if not primary:
         return summary
     _write_results(out, plan, host, final_return, summary, steps_per_update, status, k)
@@ -369,7 +373,7 @@ def _read_state(path: Path) -> dict[str, int]:
         raise InvalidChoiceError(f"no usable checkpoint at {str(path.parent)!r}: {type(err).__name__}: {err}") from None
 
 
-def _summarize(agent, plan, host, final_return, status, compiles_total, compile_s, run_s, eval_s, steps_run, notes, devices, batch_runs, block_runs):
+def _summarize(agent, plan, host, final_return, status, compiles_total, compile_s, run_s, eval_s, train_s, steps_run, notes, devices, batch_runs, block_runs):
     num_seeds = len(plan.seeds)
     finite = host.get("finite")
     runs = []
@@ -402,7 +406,7 @@ def _summarize(agent, plan, host, final_return, status, compiles_total, compile_
         # eval_s, the final evaluations; train_steps_per_s leaves them out (what a training-throughput comparison needs).
         "timing": {"compile_s": compile_s, "run_s": run_s, "eval_s": eval_s, "env_steps": steps_run,
                    "env_steps_per_s": steps_run / run_s if run_s else None,
-                   "train_steps_per_s": steps_run / (run_s - eval_s) if run_s > eval_s else None},
+                   "train_steps_per_s": steps_run / train_s if train_s > 0 else None},
         "notes": notes,
         "runs": runs,
     }

@@ -64,9 +64,16 @@ def test_a_run_map_compiles_once_and_copies_the_executable_to_the_other_devices(
     fn = RunMap(lambda x: jnp.tanh(x @ x.T).sum() + jnp.float32(0.25), num_runs=8, block_runs=2)
     xs = jax.random.normal(jax.random.key(3), (8, 5, 5))
     compiles = []
-    jax.monitoring.register_event_duration_secs_listener(
-        lambda event, duration, **kw: compiles.append(event) if event == "/jax/core/compile/backend_compile_duration" else None)
-    fn.compile(xs)
+
+    def listener(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        fn.compile(xs)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
     assert len(compiles) == 1 and len(fn.devices) == 4
     assert [c.input_shardings[0][0].device_set for c in fn._compiled] == [{d} for d in fn.devices]
     out = fn(xs)
