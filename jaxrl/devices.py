@@ -131,13 +131,14 @@ class RunMap:
         def one(device):
             return self._jit.lower(*jax.tree.map(lambda x: self._local(x, device), args)).compile()
 
-        first, rest = self.devices[0], self.devices[1:]
-        first_compiled = one(first)
-        copies = [executable_on(first_compiled, first, device) for device in rest]
-        if any(c is None for c in copies):
-            with ThreadPoolExecutor(max(len(rest), 1)) as pool:  # XLA compiles without the GIL
-                copies = list(pool.map(one, rest))
-        self._compiled = [first_compiled, *copies]
+        compiled, todo = [], self.devices
+        if self.devices[0].platform == "cpu":  # compile for the first device, copy to the others
+            compiled, todo = [one(self.devices[0])], self.devices[1:]
+            copies = [executable_on(compiled[0], self.devices[0], device) for device in todo]
+            if all(c is not None for c in copies):
+                compiled, todo = compiled + copies, []
+        with ThreadPoolExecutor(max(len(todo), 1)) as pool:  # XLA compiles without the GIL
+            self._compiled = compiled + list(pool.map(one, todo))
         return time.perf_counter() - t0
 
     def eval_shape(self, *args: Any) -> Any:

@@ -295,14 +295,13 @@ def run(
     bar.close()
     tracking.close()
 
+    train_s = run_s - eval_s
     if multihost.count() > 1:  # every run's numbers, in run order (shares are contiguous); the slowest process's time
         host = {name: multihost.gather_rows(v) for name, v in sorted(host.items())}
         final_return = multihost.gather_rows(final_return)
-        # The slowest process's seconds; its training seconds too (run_s - eval_s per process, then the largest).
-        compile_s, run_s, eval_s, train_s, steps_run = multihost.gather_rows(np.asarray([[compile_s, run_s, eval_s, run_s - eval_s, steps_run]])).T
+        # Each of the seconds is the slowest process's, training seconds included (not max run_s - max eval_s).
+        compile_s, run_s, eval_s, train_s, steps_run = multihost.gather_rows(np.asarray([[compile_s, run_s, eval_s, train_s, steps_run]])).T
         compile_s, run_s, eval_s, train_s, steps_run = float(compile_s.max()), float(run_s.max()), float(eval_s.max()), float(train_s.max()), int(steps_run.sum())
-    else:
-        train_s = run_s - eval_s
     summary = _summarize(agent, plan, host, final_return, status, compiles["n"], compile_s, run_s, eval_s, train_s, steps_run, notes, devices, batch_runs, block)
     if not primary:
         return summary

@@ -16,7 +16,7 @@ import pytest
 
 from jaxrl.agents.ppo import PPOConfig, make_agent
 from jaxrl.cli import main
-from jaxrl.devices import RunMap
+from jaxrl.devices import RunMap, default_block_runs
 from jaxrl.runner import RunPlan, run
 
 from conftest import interrupt_after_first_chunk
@@ -61,7 +61,10 @@ def test_runs_equal_train_and_sharding_changes_nothing(agent, tmp_path):
 def test_a_run_map_compiles_once_and_copies_the_executable_to_the_other_devices():
     """XLA:CPU code runs on any CPU device: the program is compiled for the first device only (a count of
     backend compiles), the copies run on their own devices, and they compute what the compiled original does."""
-    fn = RunMap(lambda x: jnp.tanh(x @ x.T).sum() + jnp.float32(0.25), num_runs=8, block_runs=2)
+    def f(x):
+        return jnp.tanh(x @ x.T).sum() + jnp.float32(0.25)
+
+    fn = RunMap(f, num_runs=8, block_runs=2)
     xs = jax.random.normal(jax.random.key(3), (8, 5, 5))
     compiles = []
 
@@ -78,8 +81,12 @@ def test_a_run_map_compiles_once_and_copies_the_executable_to_the_other_devices(
     assert [c.input_shardings[0][0].device_set for c in fn._compiled] == [{d} for d in fn.devices]
     out = fn(xs)
     assert {s.device for s in out.addressable_shards} == set(fn.devices)
-    expected = jax.jit(jax.vmap(lambda x: jnp.tanh(x @ x.T).sum() + jnp.float32(0.25)))(xs)
-    np.testing.assert_allclose(np.asarray(out), np.asarray(expected), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(out), np.asarray(jax.jit(jax.vmap(f))(xs)), rtol=1e-6)
+
+
+def test_default_blocks_are_runs_over_8_and_at_most_4_on_a_cpu():
+    assert jax.default_backend() == "cpu"
+    assert [default_block_runs(n) for n in (1, 8, 16, 24, 32, 256, 1024, 36)] == [1, 1, 2, 3, 4, 4, 4, 4]
 
 
 def test_nan_is_reported_with_grid_point_seed_and_update(agent, tmp_path):
