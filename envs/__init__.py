@@ -58,6 +58,7 @@ _WHERE = {
     "build_stack": "jaxrl.envs.stack",
     "keep_statistics": "jaxrl.envs.stack",
     "observation_size": "jaxrl.envs.stack",
+    "compact_observations": "jaxrl.envs.stack",
     "ClipAction": "jaxrl.envs.wrappers",
     "EpisodeStatistics": "jaxrl.envs.wrappers",
     "FlattenObservation": "jaxrl.envs.wrappers",

@@ -282,6 +282,8 @@ class GridWorld:
     Other levels are passed through params, e.g. batched levels under `VecEnv(env, n, per_env_params=True)`.
     """
 
+    binary_observations = True  # the position one-hot and the objects present (see envs.compact_observations)
+
     def __init__(self, level: GridLevel | str | None = None):
         if level is None or isinstance(level, str):
             level = lpg_level("dense" if level is None else level)

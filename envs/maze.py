@@ -190,6 +190,8 @@ class Maze:
     under `VecEnv(env, n, per_env_params=True)`.
     """
 
+    binary_observations = True  # the view's channels and the direction are one-hot (see envs.compact_observations)
+
     def __init__(self, level: MazeLevel | str | None = None, max_steps_in_episode: int = MAX_STEPS):
         if isinstance(level, str):
             level = load_maze(level)

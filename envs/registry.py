@@ -114,7 +114,13 @@ def _gymnax_family(env_id: str) -> str:
 
 
 def _gymnax_factory(env_id: str) -> EnvFactory:
-    return lambda **kwargs: gymnax.make(env_id, **kwargs)[0]
+    def factory(**kwargs: Any) -> Any:
+        env = gymnax.make(env_id, **kwargs)[0]
+        # MinAtar's observations are 0/1 channels, though gymnax declares them float32 (see compact_observations).
+        env.binary_observations = _gymnax_family(env_id) == "minatar"
+        return env
+
+    return factory
 
 
 def _brax_factory(name: str) -> EnvFactory:

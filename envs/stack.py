@@ -16,6 +16,7 @@ import dataclasses
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from gymnax.environments import spaces
 
@@ -81,6 +82,14 @@ def build_stack(
 def observation_size(env: Any, params: Any = None) -> int:
     """Length of the flat observation vector the stack produces."""
     return int(np.prod(env.observation_space(env.default_params if params is None else params).shape))
+
+
+def compact_observations(env: Any, obs: jax.Array) -> jax.Array:
+    """`obs` as a rollout or a replay buffer keeps them: bool when every observation of the stack `env` is 0 or 1 (the
+    environment declares `binary_observations = True`, as MinAtar, the maze and the grid world do, and no wrapper
+    rescales them), otherwise unchanged. Exact, and a quarter of float32's bytes to write, store and gather; the
+    network layers take bool inputs as float32 (networks.Dense, networks.conv3x3)."""
+    return obs.astype(jnp.bool_) if getattr(env, "binary_observations", False) else obs
 
 
 def keep_statistics(old: Any, new: Any) -> Any:

@@ -24,7 +24,8 @@ StepResult = tuple[Any, Any, jax.Array, jax.Array, jax.Array, dict]
 
 
 class Wrapper:
-    """Forwards every attribute it does not define to the wrapped environment."""
+    """Forwards every attribute it does not define to the wrapped environment. A wrapper whose observations may
+    leave {0, 1} sets `binary_observations = False` (see stack.compact_observations)."""
 
     def __init__(self, env: Any):
         self.env = env
@@ -190,6 +191,8 @@ class NormalizeObservation(Wrapper):
 
     With `stats` given (e.g. a trained agent's, see `find_obs_stats`), the statistics are frozen at those
     values: evaluation sees observations exactly as training's last update saw them."""
+
+    binary_observations = False  # standardised observations are no longer 0/1 (see stack.compact_observations)
 
     def __init__(self, env: Any, clip: float | None = 10.0, eps: float = 1e-8, stats: RunningMeanStd | None = None):
         super().__init__(env)

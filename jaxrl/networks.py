@@ -96,6 +96,12 @@ def init_params(network: nn.Module, key: jax.Array, *example_inputs: Any) -> dic
 _ELEMENTWISE_MAX_MACS = 4096
 
 
+def as_float(x: jax.Array) -> jax.Array:
+    """A layer's input in float32: rollouts and replay buffers keep 0/1 observations as bool
+    (envs.compact_observations)."""
+    return x.astype(jnp.float32) if x.dtype == jnp.bool_ else x
+
+
 @jax.custom_vjp
 def linear(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
     """x (..., n_in) @ kernel (n_in, n_out) + bias (n_out,). Autodiff's own backward pass is the same maths; this
@@ -140,7 +146,7 @@ class Dense(nn.Module):
         if self.is_initializing():  # lets `init_params` redraw all kernels in one batch
             self.variable(_GAINS, "kernel", lambda: jnp.float32(self.gain))
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
-        return linear(x, kernel, bias)
+        return linear(as_float(x), kernel, bias)
 
 
 def dense(features: int, gain: float) -> Dense:
@@ -240,6 +246,7 @@ def conv3x3(image: jax.Array, kernel: jax.Array, bias: jax.Array, padding: str =
     """A 3x3 convolution, stride 1, SAME (zero) padding or VALID (none): image (N, H, W, C), kernel (3, 3, C, F),
     bias (F,) -> (N, H, W, F) or (N, H - 2, W - 2, F), as flax's `nn.Conv`. With `speedups.conv_as_patches` it is
     the same sums as a matrix product."""
+    image = as_float(image)
     if speedups.conv_as_patches():
         pad = 1 if padding == "SAME" else 0
         padded = jnp.pad(image, ((0, 0), (pad, pad), (pad, pad), (0, 0)))

@@ -62,3 +62,21 @@ def test_init_params_draws_orthogonal_kernels_with_each_layers_gain():
     )
     assert kernels.shape == (200, 64, 32)
     np.testing.assert_allclose(np.mean(np.asarray(kernels) ** 2) / 2, 1 / 64, rtol=0.02)
+
+
+def test_networks_take_bool_observations_as_their_float_values():
+    # Rollouts and replay buffers keep 0/1 observations as bool (envs.compact_observations); every torso must see
+    # them as the float32 0/1 they stand for, gradients included.
+    from jaxrl.networks import ActorCritic, QNetwork, init_params
+
+    obs = jax.random.bernoulli(jax.random.key(1), 0.1, (6, 10 * 10 * 4))
+    for net in (ActorCritic(4, 1, activation="relu"), QNetwork(4, hidden=(32,), torso="conv", image_shape=(10, 10, 4))):
+        params = init_params(net, jax.random.key(0), obs[:1].astype(jnp.float32))
+
+        def loss(params, x):
+            out = net.apply(params, x)
+            return jnp.sum(out[0].logits if isinstance(out, tuple) else out)
+
+        for f in (loss, jax.grad(loss)):
+            for a, b in zip(jax.tree.leaves(f(params, obs)), jax.tree.leaves(f(params, obs.astype(jnp.float32)))):
+                np.testing.assert_array_equal(a, b)

@@ -281,3 +281,25 @@ def test_gru_equals_flax_gru_cell():
         h = jnp.where(resets[t][:, None], 0.0, h)
         h, y = cell.apply(cell_params, h, x[t])
         np.testing.assert_allclose(out[t], y, atol=1e-5)
+
+
+def test_binary_observations_stored_as_bool_train_exactly_as_floats():
+    # MinAtar declares 0/1 observations: the rollout keeps them as bool (a quarter of the bytes). The same update
+    # with the declaration switched off (float32 storage) must give the same parameters.
+    config = PPOConfig(env_id="Breakout-MinAtar", num_envs=4, num_steps=16, num_minibatches=2, total_timesteps=4 * 16 * 2,
+                       activation="relu", eval_episodes=2)
+    compact, plain = make_agent(config), make_agent(config)
+    plain.env.binary_observations = False
+    results = []
+    for agent in (compact, plain):
+        hparams = agent.default_hparams()
+        carry, batch = jax.jit(lambda key, hp: agent.collect(agent.init(key, hp), hp))(jax.random.key(1), hparams)
+        carry, _ = jax.jit(agent.learn)(carry, batch, hparams)
+        results.append((batch, carry.params))
+    (compact_batch, compact_params), (plain_batch, plain_params) = results
+    assert compact_batch.traj.obs.dtype == jnp.bool_ and compact_batch.traj.final_obs.dtype == jnp.bool_
+    assert plain_batch.traj.obs.dtype == jnp.float32
+    np.testing.assert_array_equal(np.asarray(compact_batch.traj.obs, np.float32), plain_batch.traj.obs)
+    np.testing.assert_allclose(compact_batch.advantages, plain_batch.advantages, rtol=1e-6, atol=1e-7)
+    for a, b in zip(jax.tree.leaves(compact_params), jax.tree.leaves(plain_params)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)

@@ -223,3 +223,32 @@ def test_reward_normalisation_follows_a_traced_gamma(cartpole):
     for i, gamma in enumerate((0.5, 0.99)):
         np.testing.assert_allclose(traced[i], jax.jit(lambda: scaled_rewards(gamma))(), rtol=1e-5)
     assert not np.allclose(traced[0], traced[1])
+
+
+# Every MinAtar game builds its observation from boolean channels; Asterix, Freeway and Seaquest pass this test too
+# but compile for 7 s each, so the default suite checks the two that compile fastest.
+BINARY_IDS = ["Breakout-MinAtar", "SpaceInvaders-MinAtar", "Maze-v0", "GridWorld-v0"]
+
+
+@pytest.mark.parametrize("env_id", BINARY_IDS)
+def test_declared_binary_observations_are_0_or_1_and_stored_exactly_as_bool(env_id):
+    env, params = envs.make(env_id)
+    stack = envs.build_stack(env, envs.StackSpec(num_envs=NUM_ENVS))
+    num_actions = env.action_space(params).n
+    actions = lambda key: jax.random.randint(key, (NUM_ENVS,), 0, num_actions)
+    obs0, rec = jax.jit(lambda k: run(stack, params, k, 200, actions))(jax.random.key(3))
+    for obs in (obs0, rec["obs"], rec["info"]["final_observation"]):
+        assert obs.dtype == jnp.float32 and set(np.unique(np.asarray(obs))) <= {0.0, 1.0}
+        stored = envs.compact_observations(stack, obs)
+        assert stored.dtype == jnp.bool_
+        np.testing.assert_array_equal(np.asarray(stored, np.float32), obs)
+    assert rec["obs"].sum() > 0
+
+
+def test_observations_stay_float_unless_declared_binary_and_unscaled():
+    minatar, params = envs.make("Breakout-MinAtar")
+    obs, _ = envs.build_stack(minatar, envs.StackSpec(num_envs=2)).reset(jax.random.key(0), params)
+    normalized = envs.build_stack(minatar, envs.StackSpec(num_envs=2, normalize_obs=True))
+    assert envs.compact_observations(normalized, obs).dtype == jnp.float32
+    cartpole, _ = envs.make("CartPole-v1")
+    assert envs.compact_observations(envs.build_stack(cartpole, envs.StackSpec(num_envs=2)), obs).dtype == jnp.float32

@@ -118,7 +118,8 @@ class DQN(QAgent):
         key, net_key, env_key = jax.random.split(key, 3)
         params = init_network(self.network, net_key, jnp.zeros((1, self.spaces.obs_dim)))
         env_params, env_state, obs = self.init_env(env_key)
-        example = Transition(obs[0], jnp.zeros((), jnp.int32), jnp.zeros(()), jnp.zeros((), bool), obs[0])
+        stored = envs.compact_observations(self.env_stack(), obs[0])  # the buffer keeps what the rollout stores
+        example = Transition(stored, jnp.zeros((), jnp.int32), jnp.zeros(()), jnp.zeros((), bool), stored)
         return DQNCarry(params, params, self.make_optimizer(hparams).init(params), self.buffer.init(example), env_params, env_state, obs,
                         key, jnp.zeros((), jnp.int32))
 

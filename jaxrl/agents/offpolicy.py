@@ -9,6 +9,7 @@ the environment gave.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -25,7 +26,7 @@ from jaxrl.envs.errors import InvalidChoiceError
 class Step(NamedTuple):
     """One step of every environment copy; in a rollout each field gains a leading time axis (T, N, ...)."""
 
-    obs: jax.Array
+    obs: jax.Array  # bool for 0/1 observations (envs.compact_observations)
     action: jax.Array
     reward: jax.Array
     terminated: jax.Array  # a terminal state: nothing to bootstrap from
@@ -45,7 +46,8 @@ def rollout(env: Any, env_params: Any, env_state: Any, obs: jax.Array, act: Call
         action = act(obs, act_key)
         next_obs, env_state, reward, terminated, truncated, info = env.step(env_key, env_state, action, env_params)
         done = terminated | truncated
-        return (env_state, next_obs), Step(obs, action, reward, terminated, done, info["final_observation"], info["episode_return"])
+        store = functools.partial(envs.compact_observations, env)
+        return (env_state, next_obs), Step(store(obs), action, reward, terminated, done, store(info["final_observation"]), info["episode_return"])
 
     (env_state, obs), steps = jax.lax.scan(step, (env_state, obs), speedups.split_for_loop(key, num_steps))
     return env_state, obs, steps

@@ -129,7 +129,7 @@ class PPOCarry:
 class Transition(NamedTuple):
     """One rollout step of every environment; in a rollout each field gains a leading time axis."""
 
-    obs: jax.Array
+    obs: jax.Array  # bool for 0/1 observations (envs.compact_observations)
     action: jax.Array  # for tanh-squashed actions, the Gaussian sample before squashing
     log_prob: jax.Array
     value: jax.Array
@@ -336,9 +336,9 @@ class PPO(Agent):
         next_obs, env_state, reward, terminated, truncated, info = env.step(step_key, state.env_state, self.to_env_action(action), env_params)
         done = jnp.logical_or(terminated, truncated)
         transition = Transition(
-            obs=state.obs, action=action, log_prob=log_prob, value=value, reward=reward,
+            obs=envs.compact_observations(env, state.obs), action=action, log_prob=log_prob, value=value, reward=reward,
             terminated=terminated, done=done, episode_start=state.episode_start,
-            final_obs=info["final_observation"], hidden_after=hidden,
+            final_obs=envs.compact_observations(env, info["final_observation"]), hidden_after=hidden,
             episode_return=info["episode_return"],
         )
         return RolloutState(env_state, next_obs, hidden, done), transition

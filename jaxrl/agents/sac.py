@@ -130,7 +130,8 @@ class SAC(FeedForwardAgent):
         }
         opt_state = {name: opt.init(params[name]) for name, opt in self.optimizers(hparams).items()}
         env_params, env_state, obs = self.init_env(env_key)
-        example = Transition(obs[0], jnp.zeros(self.spaces.action_dim), jnp.zeros(()), jnp.zeros((), bool), obs[0])
+        stored = envs.compact_observations(self.env_stack(), obs[0])  # the buffer keeps what the rollout stores
+        example = Transition(stored, jnp.zeros(self.spaces.action_dim), jnp.zeros(()), jnp.zeros((), bool), stored)
         return SACCarry(params, params["critic"], opt_state, self.buffer.init(example), env_params, env_state, obs, key, jnp.zeros((), jnp.int32))
 
     # -------------------------------------------------------------------------------- one update
