@@ -328,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--checkpoint-every", type=_positive_int, default=10, help="checkpoint every N chunks (default 10)")
         p.add_argument("--devices", type=_devices, default=None, help="all (default) or N: devices to shard runs over")
         p.add_argument("--block-runs", type=_positive_int, default=None,
-                       help="runs vmapped together on a device (default: about runs/8, at most 4 on a CPU); results depend on this, not on --devices")
+                       help="runs vmapped together on a device (default: about runs/8; on a CPU at most 4 runs and 32 MB of their memory); results depend on this, not on --devices")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
         p.add_argument("--distributed", action="store_true",
                        help="one of several processes (hosts) sharing the runs, on jax.distributed: set JAX_COORDINATOR_ADDRESS, "

@@ -61,18 +61,24 @@ def largest_divisor_at_most(n: int, k: int) -> int:
     return max(d for d in range(1, min(n, max(k, 1)) + 1) if n % d == 0)
 
 
-# Runs vmapped together on a CPU at most. Wider blocks spill a block's parameters and optimizer states out of the
-# caches: PPO CartPole, 256 seeds x 50k steps on 2 cores, blocks of 1/2/4/8/32 ran 250k/259k/310k/269k/224k steps/s.
+# On a CPU, vmapping runs together pays only while the runs are small: wider blocks spill a block's parameters and
+# optimizer states out of the caches, and a run whose update already multiplies wide matrices gains nothing from a
+# batch axis on them. So a CPU block holds at most CPU_MAX_BLOCK_RUNS runs and CPU_MAX_BLOCK_BYTES of their memory
+# (run_axis.per_run_bytes). Measured on 2 cores: PPO CartPole (2.7 MB a run), 256 seeds x 50k steps, blocks of
+# 1/2/4/8/32: 250k/259k/310k/269k/224k steps/s; PPO Breakout-MinAtar (117 MB a run), 16 seeds x 262k steps, blocks of
+# 1/2: 99.4k/80.7k and, in a second pair, 86.4k/70.6k steps/s.
 CPU_MAX_BLOCK_RUNS = 4
+CPU_MAX_BLOCK_BYTES = 32 * 2**20
 
 
-def default_block_runs(num_runs: int) -> int:
-    """Runs vmapped together by default: the largest divisor of `num_runs` that is at most num_runs / 8, so
-    up to 8 devices can share the blocks, and on a CPU at most `CPU_MAX_BLOCK_RUNS`. It depends on the run count
-    and the platform, never on the device count (a run's numbers depend on its block size)."""
+def default_block_runs(num_runs: int, run_bytes: int = 0) -> int:
+    """Runs vmapped together by default: the largest divisor of `num_runs` that is at most num_runs / 8, so up to 8
+    devices can share the blocks, and on a CPU at most `CPU_MAX_BLOCK_RUNS` runs and `CPU_MAX_BLOCK_BYTES` of their
+    memory (`run_bytes` a run; 0: not counted). It depends on the runs and the platform, never on the device count
+    (a run's numbers depend on its block size)."""
     cap = num_runs // 8
     if jax.default_backend() == "cpu":
-        cap = min(cap, CPU_MAX_BLOCK_RUNS)
+        cap = min(cap, CPU_MAX_BLOCK_RUNS, max(1, CPU_MAX_BLOCK_BYTES // max(run_bytes, 1)))
     return largest_divisor_at_most(num_runs, cap)
 
 

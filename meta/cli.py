@@ -55,7 +55,7 @@ def register(sub: argparse._SubParsersAction, common: Any) -> None:
                             "and the final search mean are re-scored; the best validation score is the result (default 8)")
         p.add_argument("--checkpoint-every", type=common.positive_int, help="checkpoint every N generations (default 10)")
         p.add_argument("--devices", type=common.devices, help="all (default) or N")
-        p.add_argument("--block-runs", type=common.positive_int, help="inner runs vmapped together on a device (default: about runs/8, at most 4 on a CPU)")
+        p.add_argument("--block-runs", type=common.positive_int, help="inner runs vmapped together on a device (default: about runs/8; on a CPU at most 4 runs and 32 MB of their memory)")
         p.add_argument("--out", help="results folder (default results/meta-KIND-TIME)")
         p.add_argument("--resume", metavar="DIR", help="continue a search from its folder (--generations may be raised)")
         p.add_argument("--quiet", action="store_true", help="no progress bar")

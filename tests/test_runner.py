@@ -84,9 +84,12 @@ def test_a_run_map_compiles_once_and_copies_the_executable_to_the_other_devices(
     np.testing.assert_allclose(np.asarray(out), np.asarray(jax.jit(jax.vmap(f))(xs)), rtol=1e-6)
 
 
-def test_default_blocks_are_runs_over_8_and_at_most_4_on_a_cpu():
+def test_default_blocks_are_runs_over_8_and_on_a_cpu_at_most_4_runs_and_32_mb():
     assert jax.default_backend() == "cpu"
     assert [default_block_runs(n) for n in (1, 8, 16, 24, 32, 256, 1024, 36)] == [1, 1, 2, 3, 4, 4, 4, 4]
+    mb = 2**20
+    # PPO CartPole needs about 2.7 MB a run, PPO Breakout-MinAtar 117 MB (run_axis.per_run_bytes).
+    assert [default_block_runs(256, int(b * mb)) for b in (2.7, 8, 11, 16.5, 117)] == [4, 4, 2, 1, 1]
 
 
 def test_nan_is_reported_with_grid_point_seed_and_update(agent, tmp_path):
