@@ -10,6 +10,7 @@ import io
 import math
 import os
 import pickle
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -139,8 +140,12 @@ class RunMap:
 
         compiled, todo = [], self.devices
         if self.devices[0].platform == "cpu":  # compile for the first device, copy to the others
-            compiled, todo = [one(self.devices[0])], self.devices[1:]
-            copies = [executable_on(compiled[0], self.devices[0], device) for device in todo]
+            first, fresh = compiled_fresh(lambda: one(self.devices[0]))
+            compiled, todo = [first], self.devices[1:]
+            # An executable loaded from the persistent compile cache does not serialize back whole (with jaxlib 0.10
+            # its copy failed at the first call: "Function iota_convert_fusion not found"); then every device
+            # loads the program from the cache itself, which is as fast.
+            copies = [executable_on(first, self.devices[0], device) if fresh else None for device in todo]
             if all(c is not None for c in copies):
                 compiled, todo = compiled + copies, []
         with ThreadPoolExecutor(max(len(todo), 1)) as pool:  # XLA compiles without the GIL
@@ -191,6 +196,24 @@ class _Retarget(pickle.Unpickler):
         if kind == "client":
             return self.target.client
         raise pickle.UnpicklingError(f"unexpected persistent id {pid!r}")
+
+
+_thread = threading.local()
+
+
+def _note_cache_hit(event: str, **kwargs: Any) -> None:
+    if event == "/jax/compilation_cache/cache_hits":  # recorded in the compiling thread
+        _thread.cache_hit = True
+
+
+jax.monitoring.register_event_listener(_note_cache_hit)
+
+
+def compiled_fresh(compile: Callable[[], Any]) -> tuple[Any, bool]:
+    """(compile(), whether XLA compiled it in this call rather than loading it from the persistent cache)."""
+    _thread.cache_hit = False
+    compiled = compile()
+    return compiled, not _thread.cache_hit
 
 
 def executable_on(compiled: Any, source: Any, device: Any) -> Any | None:

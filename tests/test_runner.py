@@ -340,3 +340,26 @@ def test_result_files_are_readable_like_any_other_file(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == (tmp_path / "b.txt").stat().st_mode & 0o777 == 0o644
+
+
+CACHED_RUNMAP = """
+import os, sys
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+import jax, jax.numpy as jnp
+jax.config.update("jax_compilation_cache_dir", sys.argv[1])
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+from jaxrl.devices import RunMap
+f = lambda x: jnp.sin(x * jnp.arange(x.shape[-1]).astype(jnp.float32)).sum() + jnp.cumsum(x)[-1]
+print(RunMap(f, 4, 1)(jnp.ones((4, 1000))).tolist())
+"""
+
+
+def test_a_run_map_loaded_from_the_persistent_cache_runs_on_every_device(tmp_path):
+    # The second process loads device 0's program from the cache; a copy of that executable for device 1 failed at
+    # its first call ("Function ... not found"), so devices load such programs themselves.
+    outs = [subprocess.run([sys.executable, "-c", CACHED_RUNMAP, str(tmp_path)], capture_output=True, text=True, timeout=300)
+            for _ in range(2)]
+    assert any(tmp_path.iterdir())
+    for out in outs:
+        assert out.returncode == 0, out.stderr[-2000:]
+    assert outs[0].stdout == outs[1].stdout
