@@ -75,12 +75,15 @@ class RunAxis:
     def plan(
         cls, agent: Any, hparams: Any, num_runs: int, *, max_batch_runs: int | None = None,
         block_runs: int | None = None, max_devices: int | None = None, memory_fraction: float = 0.5,
+        block_of_runs: int | None = None,
     ) -> RunAxis:
-        """Equal batches when the runs do not fit in `memory_fraction` of the free device memory at once."""
+        """Equal batches when the runs do not fit in `memory_fraction` of the free device memory at once.
+        block_of_runs: the run count the default block is chosen for (all processes' runs, so the numbers do not
+        depend on the process count); by default this batch's."""
         run_bytes = per_run_bytes(agent, hparams)
         fit = max(1, int(memory_fraction * available_memory_bytes() // run_bytes))
         batch_runs = largest_divisor_at_most(num_runs, min(fit, max_batch_runs or num_runs))
-        block = block_runs or default_block_runs(batch_runs, run_bytes)
+        block = block_runs or default_block_runs(block_of_runs or batch_runs, run_bytes)
         if batch_runs % block:
             raise InvalidChoiceError(f"block_runs={block} must divide the {batch_runs} runs of a batch")
         return cls(num_runs, batch_runs, block, max_devices, fit)

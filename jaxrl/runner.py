@@ -32,9 +32,9 @@ from jaxrl import multihost, objectives, results
 from jaxrl.agents.base import params_of, update_while
 from jaxrl.checkpoints import StopFlag, restore_tree, save_tree
 from jaxrl.config import apply_overrides, check_range
-from jaxrl.devices import compile_together, default_block_runs, largest_divisor_at_most
+from jaxrl.devices import compile_together, largest_divisor_at_most
 from jaxrl.envs.errors import InvalidChoiceError
-from jaxrl.run_axis import RunAxis, per_run_bytes
+from jaxrl.run_axis import RunAxis
 from jaxrl.tracking import Tracking
 
 # A sweep value for `objective` selects a member of an objective switch (see objectives.make_switch).
@@ -168,10 +168,9 @@ def run(
 
     # A resumed run keeps its block size: results depend on it. Shared by several processes, the default block is
     # still the one of all the runs, so the numbers do not depend on the process count.
-    if multihost.count() > 1 and block_runs is None:
-        block_runs = default_block_runs(num_runs, per_run_bytes(agent, grid_hparams[0]))
     axis = RunAxis.plan(agent, grid_hparams[0], local_runs, max_batch_runs=max_batch_runs,
-                        block_runs=(state or {}).get("block_runs") or block_runs, max_devices=max_devices)
+                        block_runs=(state or {}).get("block_runs") or block_runs, max_devices=max_devices,
+                        block_of_runs=num_runs if multihost.count() > 1 else None)
     batch_runs, fit, block, num_batches = axis.batch_runs, axis.fit, axis.block_runs, axis.num_batches
 
     chunk = chunk_program(agent, num_updates if masked else None)

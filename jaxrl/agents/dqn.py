@@ -29,7 +29,7 @@ from flax import struct
 
 from jaxrl import envs
 from jaxrl.agents.base import Spaces, as_float_tree, episode_metrics, spaces_of
-from jaxrl.agents.offpolicy import (QAgent, Step, Transition, check_replay_settings, filled, image_shape, linear_schedule, polyak, replay_buffer,
+from jaxrl.agents.offpolicy import (QAgent, Step, Transition, check_replay_settings, example_transition, filled, image_shape, linear_schedule, polyak, replay_buffer,
                                     transitions)
 from jaxrl.envs.errors import InvalidChoiceError, invalid_choice
 from jaxrl.networks import ACTIVATIONS, Q_TORSOS, QNetwork
@@ -118,8 +118,7 @@ class DQN(QAgent):
         key, net_key, env_key = jax.random.split(key, 3)
         params = init_network(self.network, net_key, jnp.zeros((1, self.spaces.obs_dim)))
         env_params, env_state, obs = self.init_env(env_key)
-        stored = envs.compact_observations(self.env_stack(), obs[0])  # the buffer keeps what the rollout stores
-        example = Transition(stored, jnp.zeros((), jnp.int32), jnp.zeros(()), jnp.zeros((), bool), stored)
+        example = example_transition(self.env_stack(), obs[0], jnp.zeros((), jnp.int32))
         return DQNCarry(params, params, self.make_optimizer(hparams).init(params), self.buffer.init(example), env_params, env_state, obs,
                         key, jnp.zeros((), jnp.int32))
 

@@ -40,13 +40,14 @@ def rollout(env: Any, env_params: Any, env_state: Any, obs: jax.Array, act: Call
     """`num_steps` steps of the batched training stack `env`, actions from `act(obs (N, obs_dim), key) -> (N, ...)`.
     Returns (env_state, obs after the last step, Step with arrays (num_steps, N, ...))."""
 
+    store = functools.partial(envs.compact_observations, env)
+
     def step(carry, step_key):
         env_state, obs = carry
         act_key, env_key = jax.random.split(step_key)
         action = act(obs, act_key)
         next_obs, env_state, reward, terminated, truncated, info = env.step(env_key, env_state, action, env_params)
         done = terminated | truncated
-        store = functools.partial(envs.compact_observations, env)
         return (env_state, next_obs), Step(store(obs), action, reward, terminated, done, store(info["final_observation"]), info["episode_return"])
 
     (env_state, obs), steps = jax.lax.scan(step, (env_state, obs), speedups.split_for_loop(key, num_steps))
@@ -131,6 +132,13 @@ def transitions(steps: Step) -> Transition:
     """A rollout's steps (T, N, ...) as T * N transitions to store."""
     flat = lambda x: x.reshape(-1, *x.shape[2:])
     return Transition(flat(steps.obs), flat(steps.action), flat(steps.reward), flat(steps.terminated), flat(steps.final_obs))
+
+
+def example_transition(env: Any, obs: jax.Array, action: jax.Array) -> Transition:
+    """One transition shaped and typed as the rollout stores it (observations compacted as by `rollout`), from one
+    observation and one action: what a replay buffer is initialised with."""
+    stored = envs.compact_observations(env, obs)
+    return Transition(stored, action, jnp.zeros(()), jnp.zeros((), bool), stored)
 
 
 def filled(buffer_state: Any, capacity: int) -> jax.Array:

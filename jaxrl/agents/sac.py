@@ -31,7 +31,7 @@ from flax import struct
 
 from jaxrl import envs
 from jaxrl.agents.base import Spaces, as_float_tree, episode_metrics, spaces_of
-from jaxrl.agents.offpolicy import FeedForwardAgent, Step, Transition, check_replay_settings, filled, polyak, replay_buffer, rollout, transitions
+from jaxrl.agents.offpolicy import FeedForwardAgent, Step, Transition, check_replay_settings, example_transition, filled, polyak, replay_buffer, rollout, transitions
 from jaxrl.envs.errors import InvalidChoiceError, invalid_choice
 from jaxrl.networks import ACTIVATIONS, SquashedGaussianActor, TwinCritic, squashed_sample
 from jaxrl.networks import init_params as init_network
@@ -130,8 +130,7 @@ class SAC(FeedForwardAgent):
         }
         opt_state = {name: opt.init(params[name]) for name, opt in self.optimizers(hparams).items()}
         env_params, env_state, obs = self.init_env(env_key)
-        stored = envs.compact_observations(self.env_stack(), obs[0])  # the buffer keeps what the rollout stores
-        example = Transition(stored, jnp.zeros(self.spaces.action_dim), jnp.zeros(()), jnp.zeros((), bool), stored)
+        example = example_transition(self.env_stack(), obs[0], jnp.zeros(self.spaces.action_dim))
         return SACCarry(params, params["critic"], opt_state, self.buffer.init(example), env_params, env_state, obs, key, jnp.zeros((), jnp.int32))
 
     # -------------------------------------------------------------------------------- one update
