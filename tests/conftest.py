@@ -27,6 +27,26 @@ import pytest
 from jaxrl import envs
 
 
+def pytest_xdist_auto_num_workers(config) -> int:
+    """`-n auto` (pyproject's addopts): one worker per core this process may use, by affinity and by a cgroup CPU
+    quota (a container often sees the host's cores), and at most one per 4 GB of memory (a worker's peak is ~2 GB)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()
+        if quota != "max":
+            cores = min(cores, max(1, int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        limit = open("/sys/fs/cgroup/memory.max").read().strip() if os.path.exists("/sys/fs/cgroup/memory.max") else "max"
+        memory = memory if limit == "max" else min(memory, int(limit))
+        cores = min(cores, max(1, memory // (4 * 2**30)))
+    except (ValueError, OSError, AttributeError):
+        pass
+    return max(1, cores)
+
+
 def random_rollout(env, num_steps: int):
     """A pure function (key, params) -> per-step record of a random-action rollout of one environment."""
 
