@@ -25,7 +25,7 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from jaxrl.agents.ppo import PPOConfig, PPOHparams, make_agent  # noqa: E402
+from jaxrl.agents.ppo import PPOConfig, PPOHparams, RolloutState, make_agent  # noqa: E402
 from jaxrl.config import apply_overrides, build, parse_assignment  # noqa: E402
 
 UPDATES = 10  # per timed call, so one call is long enough to time
@@ -116,7 +116,8 @@ def main() -> None:
         return pi.log_prob(pi.mode())
 
     def critic(params, traj):
-        traj, next_values = agent.critic_values(params, traj)
+        last = RolloutState(carry.env_state, batch.traj.obs[0], carry.hidden, carry.episode_start)
+        traj, next_values = agent.critic_values(params, traj, last)
         return traj.value, next_values
 
     work = {

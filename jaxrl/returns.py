@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 
@@ -39,6 +41,44 @@ def gae(
 
     _, advantages = jax.lax.scan(backwards, jnp.zeros_like(values[0]), (deltas, decay), reverse=True)
     return advantages, advantages + values
+
+
+def values_after(
+    values: jax.Array,
+    last_values: jax.Array,
+    truncated: jax.Array,
+    value_at_time_limit: Callable[[jax.Array], jax.Array],
+) -> jax.Array:
+    """V of the observation that followed each step before any auto-reset: `next_values` for `gae`.
+
+    Within an episode that observation is the next step's own, whose value the critic has already computed; only
+    where the episode ended does the environment reset, and only at a time limit does the target bootstrap from
+    the truncated episode's last state (at a terminal state it is multiplied by 0). So the critic reads
+    `final_observation` only at time limits: a loop of one pass over the environments per truncation, the first
+    remaining one of every environment each time (MinAtar's or Brax's 1000-step episodes truncate at most once per
+    environment in a rollout of up to 1000 steps), instead of a second pass over the whole (T, N) batch.
+
+    Args:
+      values: V(s_t), (T, N).
+      last_values: V of the observation after the rollout's last step, (N,).
+      truncated: the episode hit its time limit at t without terminating, (T, N).
+      value_at_time_limit: t (N,) int32 -> V(final observation of step t[n] in environment n), (N,).
+
+    Returns next_values (T, N): V(s_{t+1}) where the episode went on, V(final observation) at time limits, and
+    V of the next episode's first observation where it terminated (unused there).
+    """
+    next_values = jnp.concatenate([values[1:], last_values[None]])
+    columns = jnp.arange(values.shape[1])
+
+    def fill_first_remaining(state):
+        next_values, remaining = state
+        t = jnp.argmax(remaining, axis=0).astype(jnp.int32)  # (N,) the first remaining time limit, 0 if none
+        hit = remaining[t, columns]
+        next_values = next_values.at[t, columns].set(jnp.where(hit, value_at_time_limit(t), next_values[t, columns]))
+        return next_values, remaining.at[t, columns].set(False)
+
+    next_values, _ = jax.lax.while_loop(lambda state: state[1].any(), fill_first_remaining, (next_values, truncated))
+    return next_values
 
 
 def q_lambda_returns(

@@ -90,12 +90,13 @@ def conv_as_patches() -> bool:
     return enabled()
 
 
-def critic_pass(critic, obs: jax.Array, final_obs: jax.Array, rollout_values: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """(values of obs, values of final_obs) for a feed-forward critic; obs and final_obs (T, N, obs_dim), values
-    (T, N). Enabled: one pass over both, replacing the values the rollout computed step by step (one large product
-    is cheaper than a small one per step on CPU, and XLA then drops the unused per-step critic). Otherwise the
-    rollout's values are kept and only final_obs is evaluated. Same values up to float rounding."""
+def critic_pass(critic, obs: jax.Array, last_obs: jax.Array, rollout_values: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(values of obs (T, N), values of last_obs (N,)) for a feed-forward critic; obs (T, N, obs_dim), last_obs
+    (N, obs_dim), the rollout's values (T, N). Enabled: one pass over both, replacing the values the rollout computed
+    step by step (one large product is cheaper than a small one per step on CPU, and XLA then drops the unused
+    per-step critic). Otherwise the rollout's values are kept and only last_obs is evaluated. Same values up to
+    float rounding."""
     if enabled():
-        both = critic(jnp.concatenate([obs, final_obs], axis=0))
-        return both[: obs.shape[0]], both[obs.shape[0] :]
-    return rollout_values, critic(final_obs)
+        both = critic(jnp.concatenate([obs, last_obs[None]], axis=0))
+        return both[:-1], both[-1]
+    return rollout_values, critic(last_obs[None])[0]

@@ -13,9 +13,10 @@ import flax.linen as nn
 from flax import struct
 
 from jaxrl import envs, objectives
-from jaxrl.agents.ppo import PPOConfig, PPOHparams, make_agent
+from jaxrl.agents.ppo import PPOConfig, PPOHparams, _flat, make_agent
 from jaxrl.config import apply_overrides, build, load_yaml
 from jaxrl.networks import ActorCritic
+from jaxrl.returns import gae
 from jaxrl.envs import InvalidChoiceError
 
 SMALL = PPOConfig(num_envs=4, num_steps=32, total_timesteps=4 * 32 * 6, eval_episodes=8)
@@ -171,6 +172,29 @@ def test_values_bootstrap_through_time_limits():
     _, batch = agent.collect(carry, hp)
     # Treating the limit as a terminal state would give values of 1..(1-0.9^8)/0.1 ~ 5.7 at most.
     np.testing.assert_allclose(batch.traj.value, 1.0 / (1.0 - gamma), rtol=0.05)
+
+
+
+@pytest.mark.parametrize("recurrent", [False, True])
+def test_collect_bootstraps_from_final_observations_exactly_at_time_limits(recurrent):
+    # CartPole cut at 5 steps truncates every environment several times in a 16-step rollout. The critic reads final
+    # observations only there (returns.values_after); the advantages must equal GAE with a critic pass over every
+    # step's final observation (with the memory after the step, for a recurrent policy).
+    config = PPOConfig(env_id="CartPole-v1", num_envs=4, num_steps=16, num_minibatches=2, total_timesteps=4 * 16,
+                       recurrent=recurrent, gru_size=8, eval_episodes=1)
+    agent = make_agent(config)
+    hp = agent.default_hparams()
+    carry = agent.init(jax.random.key(0), hp)
+    carry = carry.replace(env_params=carry.env_params.replace(max_steps_in_episode=jnp.full((4,), 5, jnp.int32)))  # per env
+    _, batch = jax.jit(agent.collect)(carry, hp)
+    traj = batch.traj
+    truncated = np.asarray(traj.done & ~traj.terminated)
+    assert truncated.sum(axis=0).min() >= 2, truncated.sum(axis=0)
+    hidden = _flat(traj.hidden_after)[0] if recurrent else None
+    starts = jnp.zeros((1, config.batch_size), bool) if recurrent else None
+    final_values = agent.policy.apply(carry.params, hidden, _flat(traj.final_obs), starts)[2].reshape(traj.value.shape)
+    advantages, _ = gae(traj.reward, traj.value, final_values, traj.terminated, traj.done, hp.gamma, hp.gae_lambda)
+    np.testing.assert_allclose(batch.advantages, advantages, rtol=1e-5, atol=1e-5)
 
 
 def test_recurrent_policy_runs_on_memory_chain():

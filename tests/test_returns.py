@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrl.returns import gae
+from jaxrl.returns import gae, values_after
 
 
 def numpy_gae(rewards, values, final_values, last_value, terminated, truncated, gamma, lam):
@@ -51,6 +52,31 @@ def test_gae_matches_numpy_with_truncation_and_termination():
     # The truncated step bootstraps (its target depends on the final value); the terminated one does not.
     assert abs(ref_adv[6, 0] - (rewards[6, 0] + gamma * final_values[6, 0] - values[6, 0])) < 1e-9
     assert abs(ref_adv[3, 0] - (rewards[3, 0] - values[3, 0])) < 1e-9
+
+
+
+def test_values_after_reads_final_observations_only_at_time_limits():
+    # Three runs (vmapped, so the loop's stopping test is batched) of a (T, N) rollout. Run 0: env 0 truncates three
+    # times, env 1 twice, env 2 never; run 1 has no truncation at all; run 2 truncates at the last step.
+    T, N = 10, 3
+    rng = np.random.default_rng(1)
+    values, final_values, last = rng.normal(size=(3, T, N)), rng.normal(size=(3, T, N)), rng.normal(size=(3, N))
+    truncated = np.zeros((3, T, N), bool)
+    truncated[0, [1, 4, 9], 0] = truncated[0, [0, 5], 1] = True
+    truncated[2, T - 1, :] = True
+    calls = []
+
+    def one_run(values, final_values, last, truncated):
+        def at_time_limit(t):
+            calls.append(t.shape)
+            return final_values[t, jnp.arange(N)]
+
+        return values_after(values, last, truncated, at_time_limit)
+
+    got = np.asarray(jax.jit(jax.vmap(one_run))(values, final_values, last, truncated))
+    following = np.concatenate([values[:, 1:], last[:, None]], axis=1)  # V(s_{t+1}); the last step: V(last obs)
+    np.testing.assert_array_equal(got, np.where(truncated, final_values, following).astype(np.float32))
+    assert calls == [(N,)]  # traced once: one critic pass over the N environments per loop iteration
 
 
 def numpy_q_lambda(rewards, q_next_obs, q_final_obs, q_last, terminated, truncated, gamma, lam):

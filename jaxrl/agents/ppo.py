@@ -33,7 +33,7 @@ from jaxrl.envs.errors import InvalidChoiceError, invalid_choice
 from jaxrl.envs.wrappers import normalize_observation
 from jaxrl.networks import ACTIVATIONS, TORSOS, ActorCritic, RecurrentActorCritic, policy_noise, sample_with_noise
 from jaxrl.networks import init_params as init_network
-from jaxrl.returns import gae
+from jaxrl.returns import gae, values_after
 
 CONTINUOUS_ACTIONS = ("clip", "tanh")
 OPTIMIZERS = ("adam", "rmsprop")
@@ -350,27 +350,33 @@ class PPO(Agent):
         key, noise_key, rollout_key, epoch_key = jax.random.split(carry.key, 4)
         noise = policy_noise(speedups.loop_key(noise_key), (c.num_steps, c.num_envs), s.num_actions, s.action_dim)
         xs = (noise, speedups.split_for_loop(rollout_key, c.num_steps))
-        step = functools.partial(self.rollout_step, carry.params, self.env_stack(hparams.gamma), carry.env_params)
+        env = self.env_stack(hparams.gamma)
+        step = functools.partial(self.rollout_step, carry.params, env, carry.env_params)
         start = RolloutState(carry.env_state, carry.obs, carry.hidden, carry.episode_start)
         end, traj = jax.lax.scan(step, start, xs)
         # An observation starts an episode iff the step before it ended one (derived here, not stored per step).
         traj = traj._replace(episode_start=jnp.concatenate([carry.episode_start[None], traj.done[:-1]]))
-        traj, next_values = self.critic_values(carry.params, traj)
+        traj, next_values = self.critic_values(carry.params, traj, end._replace(obs=envs.compact_observations(env, end.obs)))
         advantages, targets = gae(traj.reward, traj.value, next_values, traj.terminated, traj.done, hparams.gamma, hparams.gae_lambda)
         new_carry = carry.replace(env_state=end.env_state, obs=end.obs, hidden=end.hidden, episode_start=end.episode_start, key=key)
         return new_carry, Batch(carry.hidden, traj, advantages, targets, epoch_key)
 
-    def critic_values(self, params: Any, traj: Transition) -> tuple[Transition, jax.Array]:
+    def critic_values(self, params: Any, traj: Transition, last: RolloutState) -> tuple[Transition, jax.Array]:
         """Values (num_steps, num_envs) of the observations that followed each step, before any auto-reset (what GAE
-        bootstraps from at time limits; see returns.gae). A feed-forward critic may also re-evaluate the rollout's own
-        observations in the same pass (speedups.batched_critic)."""
+        bootstraps from; see returns.values_after): the rollout's own next values, the value of `last.obs` (the
+        observation after the last step) and, at time limits only, of the final observation. A feed-forward critic
+        may also re-evaluate the rollout's own observations in the same pass (speedups.critic_pass)."""
+        columns = jnp.arange(traj.value.shape[1])
         if self.policy.recurrent:
-            starts = jnp.zeros((1, self.config.batch_size), bool)
-            _, _, next_values = self.policy.apply(params, _flat(traj.hidden_after)[0], _flat(traj.final_obs), starts)
-            return traj, next_values.reshape(traj.value.shape)
-        critic = lambda obs: self.policy.apply(params, None, _flat(obs), None)[2].reshape(obs.shape[:2])
-        values, next_values = speedups.critic_pass(critic, traj.obs, traj.final_obs, traj.value)
-        return traj._replace(value=values), next_values
+            value = lambda hidden, obs, starts: self.policy.apply(params, hidden, obs[None], starts[None])[2][0]
+            values, last_values = traj.value, value(last.hidden, last.obs, last.episode_start)
+            at_time_limit = lambda t: value(traj.hidden_after[t, columns], traj.final_obs[t, columns], jnp.zeros_like(last.episode_start))
+        else:
+            critic = lambda obs: self.policy.apply(params, None, _flat(obs), None)[2].reshape(obs.shape[:2])
+            values, last_values = speedups.critic_pass(critic, traj.obs, last.obs, traj.value)
+            at_time_limit = lambda t: critic(traj.final_obs[t, columns][None])[0]
+        truncated = traj.done & ~traj.terminated
+        return traj._replace(value=values), values_after(values, last_values, truncated, at_time_limit)
 
     # -------------------------------------------------------------------------------- learn
 
