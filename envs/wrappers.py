@@ -24,11 +24,20 @@ StepResult = tuple[Any, Any, jax.Array, jax.Array, jax.Array, dict]
 
 
 class Wrapper:
-    """Forwards every attribute it does not define to the wrapped environment. A wrapper whose observations may
-    leave {0, 1} sets `binary_observations = False` (see stack.compact_observations)."""
+    """Forwards every attribute it does not define to the wrapped environment, except `binary_observations`: 0/1
+    observations are stored as bool (stack.compact_observations), which would silently round the observations of
+    a wrapper that rescales them. So a wrapper passes the declaration on only if it says it returns the wrapped
+    environment's observation values unchanged (reshaped at most): `keeps_observation_values = True`. The default
+    is the safe answer; a wrapper of one's own that keeps the values sets it to keep the smaller rollouts."""
+
+    keeps_observation_values = False
 
     def __init__(self, env: Any):
         self.env = env
+
+    @property
+    def binary_observations(self) -> bool:
+        return self.keeps_observation_values and getattr(self.env, "binary_observations", False)
 
     def __getattr__(self, name: str) -> Any:
         if name == "env":  # not yet set (e.g. during unpickling): avoid infinite recursion
@@ -44,6 +53,8 @@ class Wrapper:
 
 class FlattenObservation(Wrapper):
     """Observations become 1-D (e.g. MinAtar's 10x10xC grids). Apply to a single, unbatched environment."""
+
+    keeps_observation_values = True
 
     def observation_space(self, params: Any = None) -> spaces.Box:
         space = self.env.observation_space(params)
@@ -75,6 +86,8 @@ class EpisodeStatisticsState:
 class EpisodeStatistics(Wrapper):
     """Tracks undiscounted episode return and length. Adds to `info`: `episode_return`, `episode_length` (of the
     last finished episode), `episode_done` (an episode ended at this step) and `has_finished`."""
+
+    keeps_observation_values = True
 
     def reset(self, key, params=None):
         obs, env_state = self.env.reset(key, params)
@@ -110,6 +123,8 @@ class VecEnv(Wrapper):
     Environment parameters are data. By default all copies share `params`; with `per_env_params=True`, `params`
     has a leading axis of `num_envs` and copy i runs with `params[i]` (domain randomisation and level replay are
     then a batch of parameters, not code; `batch_params` makes one from a single value)."""
+
+    keeps_observation_values = True
 
     def __init__(self, env: Any, num_envs: int, per_env_params: bool = False):
         super().__init__(env)
@@ -152,6 +167,8 @@ class NoAutoReset(Wrapper):
     have it), so it wraps a bare environment; `supports` says whether one can be wrapped.
     """
 
+    keeps_observation_values = True
+
     def __init__(self, env: Any):
         if not self.supports(env):
             raise TypeError(f"NoAutoReset needs a bare environment with step_env and is_truncated, got {type(env).__name__}")
@@ -173,6 +190,8 @@ class NoAutoReset(Wrapper):
 class ClipAction(Wrapper):
     """Clips continuous actions into the action space's bounds before they reach the environment."""
 
+    keeps_observation_values = True
+
     def step(self, key, state, action, params=None):
         space = self.env.action_space(params)
         return self.env.step(key, state, jnp.clip(action, space.low, space.high), params)
@@ -191,8 +210,6 @@ class NormalizeObservation(Wrapper):
 
     With `stats` given (e.g. a trained agent's, see `find_obs_stats`), the statistics are frozen at those
     values: evaluation sees observations exactly as training's last update saw them."""
-
-    binary_observations = False  # standardised observations are no longer 0/1 (see stack.compact_observations)
 
     def __init__(self, env: Any, clip: float | None = 10.0, eps: float = 1e-8, stats: RunningMeanStd | None = None):
         super().__init__(env)
@@ -245,6 +262,8 @@ class NormalizeReward(Wrapper):
     """Scales rewards by the running standard deviation of the discounted return (as in the published PPO
     implementations); the mean is not subtracted, so the sign of a reward is kept. `gamma` may be a traced array:
     an agent passes its own (swept) discount, so the two stay consistent without a recompile."""
+
+    keeps_observation_values = True
 
     def __init__(self, env: Any, gamma: float | jax.Array, clip: float | None = 10.0, eps: float = 1e-8):
         super().__init__(env)

@@ -12,31 +12,18 @@ from jaxrl.devices import use_all_cpu_cores
 use_all_cpu_cores()  # before JAX starts: one device per core, seeds sharded across them
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from jaxrl.agents.ppo import PPOConfig, PPOHparams, make_agent  # noqa: E402
 from jaxrl.config import apply_overrides, build, load_yaml  # noqa: E402
 from jaxrl.devices import run_devices, shard_runs  # noqa: E402
-
-
-_PROBE_STEPS = 20_000
-
-
-@jax.jit
-def _probe_loop(h: jax.Array, w: jax.Array) -> jax.Array:
-    return jax.lax.scan(lambda h, _: (jnp.tanh(h @ w), None), h, None, _PROBE_STEPS)[0]
+from machine_speed import product_gflops  # noqa: E402  (experiments/machine_speed.py)
 
 
 def machine_speed() -> float:
-    """GFLOP/s of a loop of (128, 64) @ (64, 64) products and tanh, the shape of the learning step's main product.
-    This VM's speed drifts by 30% within minutes; printed after each row (never before the first compile, whose
-    tracing it would warm up), it lets two outputs of this script be compared. Compiled once, on the first call."""
-    x, w = jnp.ones((128, 64)), jnp.full((64, 64), 1e-3)
-    _probe_loop(x, w).block_until_ready()
-    start = time.perf_counter()
-    _probe_loop(x, w).block_until_ready()
-    return _PROBE_STEPS * 2 * x.size * w.shape[1] / (time.perf_counter() - start) / 1e9
+    """GFLOP/s of (128, 64) @ (64, 64) products, the shape of the learning step's main product, printed after each row
+    (never before the first compile, whose tracing it would warm up)."""
+    return product_gflops(128, 64, 64, repeats=20_000)
 
 
 def main() -> None:

@@ -27,6 +27,7 @@ import jax.numpy as jnp  # noqa: E402
 
 from jaxrl.agents.ppo import PPOConfig, PPOHparams, RolloutState, make_agent  # noqa: E402
 from jaxrl.config import apply_overrides, build, parse_assignment  # noqa: E402
+from machine_speed import product_gflops  # noqa: E402  (experiments/machine_speed.py)
 
 UPDATES = 10  # per timed call, so one call is long enough to time
 
@@ -44,15 +45,6 @@ def best_ms(fn, *args, repeats: int = 5) -> float:
 
 def flops(fn, *args) -> float:
     return float(jax.jit(fn).lower(*args).compile().cost_analysis().get("flops", 0.0))
-
-
-def matmul_gflops(rows: int, inner: int, cols: int, repeats: int = 200) -> float:
-    x, w = jnp.full((rows, inner), 1e-2), jnp.full((inner, cols), 1e-2)
-    loop = jax.jit(lambda x, w: jax.lax.fori_loop(0, repeats, lambda i, acc: acc + (x * (1 + i * 1e-6)) @ w, jnp.zeros((rows, cols))))
-    jax.block_until_ready(loop(x, w))
-    start = time.perf_counter()
-    jax.block_until_ready(loop(x, w))
-    return 2 * rows * inner * cols * repeats / (time.perf_counter() - start) / 1e9
 
 
 def main() -> None:
@@ -126,7 +118,7 @@ def main() -> None:
         "gradients": steps * flops(gradient, carry.params, minibatch, hp),
     }
     total = sum(work.values())
-    peak = max(matmul_gflops(size, agent.spaces.obs_dim, c.actor_hidden[0]) for _ in range(3))
+    peak = max(product_gflops(size, agent.spaces.obs_dim, c.actor_hidden[0]) for _ in range(3))
     print("  work per update: " + ", ".join(f"{k} {v / 1e9:.2f}" for k, v in work.items()) + f" GFLOP; total {total / 1e9:.2f}")
     print(f"  peak: ({size} x {agent.spaces.obs_dim}) @ ({agent.spaces.obs_dim} x {c.actor_hidden[0]}) products run at {peak:.1f} GFLOP/s")
     floor = total / peak / 1e6

@@ -252,3 +252,18 @@ def test_observations_stay_float_unless_declared_binary_and_unscaled():
     assert envs.compact_observations(normalized, obs).dtype == jnp.float32
     cartpole, _ = envs.make("CartPole-v1")
     assert envs.compact_observations(envs.build_stack(cartpole, envs.StackSpec(num_envs=2)), obs).dtype == jnp.float32
+
+    # A wrapper of one's own that halves the observations: bool storage would round 0.5 to True. Only a wrapper that
+    # says it keeps the values passes the declaration on.
+    class Halve(envs.Wrapper):
+        def reset(self, key, params=None):
+            obs, state = self.env.reset(key, params)
+            return 0.5 * obs, state
+
+    class Keep(envs.Wrapper):
+        keeps_observation_values = True
+
+    for wrapper, stored in ((Halve, jnp.float32), (Keep, jnp.bool_)):
+        stack = envs.build_stack(wrapper(minatar), envs.StackSpec(num_envs=2))
+        assert envs.compact_observations(stack, obs).dtype == stored, wrapper
+        assert envs.compact_observations(wrapper(stack), obs).dtype == stored, wrapper
