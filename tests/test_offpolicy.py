@@ -17,6 +17,7 @@ from jaxrl.agents import dqn, pqn, sac
 from jaxrl.agents.offpolicy import Step, Transition, replay_buffer
 from jaxrl.cli import main
 from jaxrl.networks import squashed_sample
+from jaxrl.returns import q_lambda_returns
 
 
 def test_replay_buffer_wraps_around_samples_only_filled_slots_and_seeds_are_independent():
@@ -99,6 +100,23 @@ def _untrained(module, settings: dict, seeds: int = 8) -> np.ndarray:
     agent = module.make_agent(module.Config(**settings))
     carries = jax.vmap(agent.init, in_axes=(0, None))(jax.random.split(jax.random.key(9), seeds), agent.default_hparams())
     return np.asarray(jax.jit(jax.vmap(agent.evaluate))(carries, jax.random.split(jax.random.key(10), seeds)))
+
+
+
+def test_pqn_targets_reuse_the_rollouts_q_and_read_final_observations_only_at_time_limits():
+    # CartPole cut at 5 steps: every environment truncates at least twice in 16 steps. The targets bootstrap from
+    # the max Q the rollout computed to act, and from final observations only at time limits; they must equal
+    # Q(lambda) over a full pass of max Q over every step's final observation.
+    agent = pqn.make_agent(pqn.PQNConfig(env_id="CartPole-v1", num_envs=4, num_steps=16, num_minibatches=2, total_timesteps=4 * 16))
+    hp = agent.default_hparams()
+    carry = agent.init(jax.random.key(0), hp)
+    carry = carry.replace(env_params=carry.env_params.replace(max_steps_in_episode=jnp.full((4,), 5, jnp.int32)))
+    after, steps = jax.jit(agent.collect)(carry, hp)
+    assert np.asarray(steps.done & ~steps.terminated).sum(axis=0).min() >= 2
+    got = jax.jit(agent.targets)(carry.params, steps, after.obs, hp)
+    final_q_max = agent.q_values(carry.params, steps.final_obs).max(axis=-1)
+    expected = q_lambda_returns(steps.reward * hp.reward_scale, final_q_max, steps.terminated, steps.done, hp.gamma, hp.q_lambda)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_pqn_learns_cartpole(tmp_path):

@@ -257,7 +257,7 @@ class LPG(FeedForwardAgent):
     def collect(self, carry: RolloutCarry) -> tuple[RolloutCarry, Step]:
         """`num_steps` steps of every environment, actions sampled from pi: Step arrays (T, N, ...)."""
         key, rollout_key = jax.random.split(carry.key)
-        act = lambda obs, k: self.policy_action(carry.params, obs, k, False)
+        act = lambda obs, k: (self.policy_action(carry.params, obs, k, False), None)
         env_state, obs, steps = rollout(self.env_stack(), carry.env_params, carry.env_state, carry.obs, act, rollout_key, self.config.num_steps)
         return carry.replace(env_state=env_state, obs=obs, key=key), steps
 

@@ -33,22 +33,26 @@ class Step(NamedTuple):
     done: jax.Array  # terminated or truncated (a time limit: bootstrap from final_obs)
     final_obs: jax.Array  # the observation after the step, before any auto-reset
     episode_return: jax.Array  # of the last finished episode; counts where `done`
+    acted_with: Any = None  # what `act` computed besides the actions, e.g. PQN's max_a Q(obs, a) for its targets
 
 
-def rollout(env: Any, env_params: Any, env_state: Any, obs: jax.Array, act: Callable[[jax.Array, jax.Array], jax.Array],
+def rollout(env: Any, env_params: Any, env_state: Any, obs: jax.Array, act: Callable[[jax.Array, jax.Array], tuple[jax.Array, Any]],
             key: jax.Array, num_steps: int) -> tuple[Any, jax.Array, Step]:
-    """`num_steps` steps of the batched training stack `env`, actions from `act(obs (N, obs_dim), key) -> (N, ...)`.
-    Returns (env_state, obs after the last step, Step with arrays (num_steps, N, ...))."""
+    """`num_steps` steps of the batched training stack `env`, actions from `act(obs (N, obs_dim), key) -> (actions
+    (N, ...), anything else per environment or None)`; the second is kept as `Step.acted_with`, so an agent can
+    reuse what acting computed instead of a second pass over the rollout. Returns (env_state, obs after the last
+    step, Step with arrays (num_steps, N, ...))."""
 
     store = functools.partial(envs.compact_observations, env)
 
     def step(carry, step_key):
         env_state, obs = carry
         act_key, env_key = jax.random.split(step_key)
-        action = act(obs, act_key)
+        action, acted_with = act(obs, act_key)
         next_obs, env_state, reward, terminated, truncated, info = env.step(env_key, env_state, action, env_params)
         done = terminated | truncated
-        return (env_state, next_obs), Step(store(obs), action, reward, terminated, done, store(info["final_observation"]), info["episode_return"])
+        return (env_state, next_obs), Step(store(obs), action, reward, terminated, done, store(info["final_observation"]),
+                                           info["episode_return"], acted_with)
 
     (env_state, obs), steps = jax.lax.scan(step, (env_state, obs), speedups.split_for_loop(key, num_steps))
     return env_state, obs, steps
@@ -255,9 +259,14 @@ class QAgent(FeedForwardAgent):
         raise NotImplementedError
 
     def collect(self, carry: Any, hparams: Any) -> tuple[Any, Step]:
-        """`num_steps` epsilon-greedy steps of every environment with the current network: Step arrays (T, N, ...)."""
+        """`num_steps` epsilon-greedy steps of every environment with the current network: Step arrays (T, N, ...),
+        with max_a Q(obs, a) as `acted_with`."""
         key, rollout_key = jax.random.split(carry.key)
         epsilon = self.epsilon(carry, hparams)
-        act = lambda obs, k: epsilon_greedy(self.q_values(carry.params, obs), epsilon, k)
+
+        def act(obs, k):  # the greedy value is kept: PQN's targets bootstrap from it
+            q = self.q_values(carry.params, obs)
+            return epsilon_greedy(q, epsilon, k), q.max(axis=-1)
+
         env_state, obs, steps = rollout(self.env_stack(), carry.env_params, carry.env_state, carry.obs, act, rollout_key, self.config.num_steps)
         return carry.replace(env_state=env_state, obs=obs, key=key), steps

@@ -26,7 +26,7 @@ from jaxrl.agents.offpolicy import QAgent, RolloutCarry, Step, image_shape, line
 from jaxrl.envs.errors import InvalidChoiceError, invalid_choice
 from jaxrl.networks import ACTIVATIONS, Q_TORSOS, QNetwork
 from jaxrl.networks import init_params as init_network
-from jaxrl.returns import q_lambda_returns
+from jaxrl.returns import q_lambda_returns, values_after
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,10 +109,15 @@ class PQN(QAgent):
     def epsilon(self, carry: RolloutCarry, hparams: PQNHparams) -> jax.Array:
         return linear_schedule(hparams.eps_start, hparams.eps_finish, carry.update / self.num_updates, self.config.epsilon_decay)
 
-    def targets(self, params: Any, steps: Step, hparams: PQNHparams) -> jax.Array:
-        """Q(lambda) targets (T, N), bootstrapping from max_a Q of each step's final observation (before any
-        auto-reset), so time limits bootstrap and terminal states do not."""
-        next_q_max = self.q_values(params, steps.final_obs).max(axis=-1)
+    def targets(self, params: Any, steps: Step, last_obs: jax.Array, hparams: PQNHparams) -> jax.Array:
+        """Q(lambda) targets (T, N), bootstrapping from max_a Q of the observation after each step before any
+        auto-reset, so time limits bootstrap and terminal states do not. That is the max the rollout computed to act
+        at the next step (`acted_with`), Q of `last_obs` (N, obs_dim) after the last step, and Q of the final
+        observation only at time limits (returns.values_after): no second pass over the rollout."""
+        columns = jnp.arange(steps.reward.shape[1])
+        q_max = lambda obs: self.q_values(params, obs).max(axis=-1)
+        at_time_limit = lambda t: q_max(steps.final_obs[t, columns])
+        next_q_max = values_after(steps.acted_with, q_max(last_obs), steps.done & ~steps.terminated, at_time_limit)
         rewards = steps.reward * hparams.reward_scale
         return q_lambda_returns(rewards, next_q_max, steps.terminated, steps.done, hparams.gamma, hparams.q_lambda)
 
@@ -145,7 +150,7 @@ class PQN(QAgent):
     def update(self, carry: RolloutCarry, hparams: PQNHparams) -> tuple[RolloutCarry, dict]:
         epsilon = self.epsilon(carry, hparams)
         carry, steps = self.collect(carry, hparams)
-        targets = self.targets(carry.params, steps, hparams)
+        targets = self.targets(carry.params, steps, carry.obs, hparams)
         carry, metrics = self.learn(carry, steps, targets, hparams)
         return carry, {**metrics, **episode_metrics(steps), "epsilon": epsilon}
 

@@ -145,7 +145,7 @@ class SAC(FeedForwardAgent):
 
         def act(obs, k):
             uniform = jax.random.uniform(k, (obs.shape[0], self.spaces.action_dim), minval=low, maxval=high)
-            return jnp.where(warmup, uniform, self.sample(carry.params["actor"], obs, k)[0])
+            return jnp.where(warmup, uniform, self.sample(carry.params["actor"], obs, k)[0]), None
 
         env_state, obs, steps = rollout(self.env_stack(), carry.env_params, carry.env_state, carry.obs, act, rollout_key, self.config.num_steps)
         return carry.replace(env_state=env_state, obs=obs, key=key), steps
