@@ -79,3 +79,23 @@ def test_the_compile_cache_is_on_by_default_and_gives_way_to_jax_s_own_setting_o
     updates.clear()
     assert compile_cache.enable({"JAXRL_COMPILE_CACHE": "off"}) is None and not updates
     assert compile_cache.enable({"JAX_COMPILATION_CACHE_DIR": "/x", "JAXRL_COMPILE_CACHE": str(tmp_path)}) == "/x" and not updates
+
+
+def test_every_shipped_training_config_validates():
+    """Each YAML `jaxrl run` takes resolves to an agent and its hyperparameters (names, types, ranges) without
+    training: a typo in a shipped config fails here, not minutes into a user's run."""
+    import argparse
+
+    from jaxrl.agents import ALGORITHMS
+    from jaxrl.cli import _resolve_plan
+
+    checked = []
+    for path in sorted(CONFIGS.glob("*.yaml")):
+        settings = load_yaml(path)
+        if settings.get("algorithm") not in ALGORITHMS:  # meta and UED configs belong to their own commands
+            continue
+        args = argparse.Namespace(env=None, steps=None, objective=None, rule=None, seeds=None, seed=0, set=[], sweep=[])
+        plan, agent, _ = _resolve_plan(None, settings, args)
+        assert agent.config.env_id == settings["env_id"], path.name
+        checked.append(path.name)
+    assert {"brax_ant.yaml", "brax_hopper.yaml", "pqn_minatar.yaml", "sac_pendulum.yaml"} <= set(checked)
