@@ -47,7 +47,7 @@ def values_after(
     values: jax.Array,
     last_values: jax.Array,
     truncated: jax.Array,
-    value_at_time_limit: Callable[[jax.Array], jax.Array],
+    value_at_time_limit: Callable[[Callable[[jax.Array], jax.Array]], jax.Array],
 ) -> jax.Array:
     """V of the observation that followed each step before any auto-reset: `next_values` for `gae`.
 
@@ -62,7 +62,8 @@ def values_after(
       values: V(s_t), (T, N).
       last_values: V of the observation after the rollout's last step, (N,).
       truncated: the episode hit its time limit at t without terminating, (T, N).
-      value_at_time_limit: t (N,) int32 -> V(final observation of step t[n] in environment n), (N,).
+      value_at_time_limit: rows -> V of each environment's final observation at its time limit, (N,); `rows` picks
+        those steps from any (T, N, ...) array of the rollout, as (N, ...) (e.g. `rows(final_obs)`).
 
     Returns next_values (T, N): V(s_{t+1}) where the episode went on, V(final observation) at time limits, and
     V of the next episode's first observation where it terminated (unused there).
@@ -74,7 +75,8 @@ def values_after(
         next_values, remaining = state
         t = jnp.argmax(remaining, axis=0).astype(jnp.int32)  # (N,) the first remaining time limit, 0 if none
         hit = remaining[t, columns]
-        next_values = next_values.at[t, columns].set(jnp.where(hit, value_at_time_limit(t), next_values[t, columns]))
+        at_limit = value_at_time_limit(lambda x: x[t, columns])
+        next_values = next_values.at[t, columns].set(jnp.where(hit, at_limit, next_values[t, columns]))
         return next_values, remaining.at[t, columns].set(False)
 
     next_values, _ = jax.lax.while_loop(lambda state: state[1].any(), fill_first_remaining, (next_values, truncated))

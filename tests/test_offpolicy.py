@@ -102,7 +102,6 @@ def _untrained(module, settings: dict, seeds: int = 8) -> np.ndarray:
     return np.asarray(jax.jit(jax.vmap(agent.evaluate))(carries, jax.random.split(jax.random.key(10), seeds)))
 
 
-
 def test_pqn_targets_reuse_the_rollouts_q_and_read_final_observations_only_at_time_limits():
     # CartPole cut at 5 steps: every environment truncates at least twice in 16 steps. The targets bootstrap from
     # the max Q the rollout computed to act, and from final observations only at time limits; they must equal

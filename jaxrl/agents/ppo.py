@@ -366,15 +366,14 @@ class PPO(Agent):
         bootstraps from; see returns.values_after): the rollout's own next values, the value of `last.obs` (the
         observation after the last step) and, at time limits only, of the final observation. A feed-forward critic
         may also re-evaluate the rollout's own observations in the same pass (speedups.critic_pass)."""
-        columns = jnp.arange(traj.value.shape[1])
         if self.policy.recurrent:
             value = lambda hidden, obs, starts: self.policy.apply(params, hidden, obs[None], starts[None])[2][0]
             values, last_values = traj.value, value(last.hidden, last.obs, last.episode_start)
-            at_time_limit = lambda t: value(traj.hidden_after[t, columns], traj.final_obs[t, columns], jnp.zeros_like(last.episode_start))
+            at_time_limit = lambda rows: value(rows(traj.hidden_after), rows(traj.final_obs), jnp.zeros_like(last.episode_start))
         else:
             critic = lambda obs: self.policy.apply(params, None, _flat(obs), None)[2].reshape(obs.shape[:2])
             values, last_values = speedups.critic_pass(critic, traj.obs, last.obs, traj.value)
-            at_time_limit = lambda t: critic(traj.final_obs[t, columns][None])[0]
+            at_time_limit = lambda rows: critic(rows(traj.final_obs)[None])[0]
         truncated = traj.done & ~traj.terminated
         return traj._replace(value=values), values_after(values, last_values, truncated, at_time_limit)
 

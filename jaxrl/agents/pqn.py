@@ -114,9 +114,8 @@ class PQN(QAgent):
         auto-reset, so time limits bootstrap and terminal states do not. That is the max the rollout computed to act
         at the next step (`acted_with`), Q of `last_obs` (N, obs_dim) after the last step, and Q of the final
         observation only at time limits (returns.values_after): no second pass over the rollout."""
-        columns = jnp.arange(steps.reward.shape[1])
         q_max = lambda obs: self.q_values(params, obs).max(axis=-1)
-        at_time_limit = lambda t: q_max(steps.final_obs[t, columns])
+        at_time_limit = lambda rows: q_max(rows(steps.final_obs))
         next_q_max = values_after(steps.acted_with, q_max(last_obs), steps.done & ~steps.terminated, at_time_limit)
         rewards = steps.reward * hparams.reward_scale
         return q_lambda_returns(rewards, next_q_max, steps.terminated, steps.done, hparams.gamma, hparams.q_lambda)
