@@ -70,9 +70,10 @@ def main() -> None:
     run_hparams = jax.tree.map(lambda x: jnp.broadcast_to(x, (args.seeds, *jnp.shape(x))), hparams)
     k = runner.chunk_size(agent.num_updates, args.chunk_updates)
     carry = jax.eval_shape(jax.vmap(agent.init), run_keys, run_hparams)
+    first = jnp.zeros(args.seeds, jnp.int32)  # each run's index of the chunk's first update
     programs = [
         ("init", jax.vmap(agent.init), (run_keys, run_hparams)),
-        (f"chunk of {k} updates", jax.vmap(functools.partial(runner.chunk_program(agent), length=k)), (carry, run_hparams)),
+        (f"chunk of {k} updates", jax.vmap(functools.partial(runner.chunk_program(agent), length=k)), (carry, run_hparams, first)),
         ("one update", jax.vmap(agent.update), (carry, run_hparams)),
         ("evaluate", jax.vmap(agent.evaluate), (carry, run_keys)),
     ]

@@ -98,7 +98,7 @@ def _untrained(module, settings: dict, seeds: int = 8) -> np.ndarray:
     """Final-evaluation returns of freshly initialised agents (a random Q-network's greedy policy sometimes balances
     CartPole for a while, so the tests compare with the mean over seeds)."""
     agent = module.make_agent(module.Config(**settings))
-    carries = jax.vmap(agent.init, in_axes=(0, None))(jax.random.split(jax.random.key(9), seeds), agent.default_hparams())
+    carries = jax.jit(jax.vmap(agent.init, in_axes=(0, None)))(jax.random.split(jax.random.key(9), seeds), agent.default_hparams())
     return np.asarray(jax.jit(jax.vmap(agent.evaluate))(carries, jax.random.split(jax.random.key(10), seeds)))
 
 
