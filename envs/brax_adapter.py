@@ -77,6 +77,9 @@ class BraxEnv:
             self.brax_env = brax_envs.get_environment(name, backend=backend, **kwargs)
         self.brax_name = name
         self.backend = backend
+        # Brax's own `observation_size` runs an eager reset at every read (about a hundred small compiles the first
+        # time, 5 s for ant on a CPU); the shape of a traced reset is the same number at no compile.
+        self.observation_size = int(jax.eval_shape(self.brax_env.reset, jax.random.PRNGKey(0)).obs.shape[-1])
 
     @property
     def name(self) -> str:
@@ -94,7 +97,7 @@ class BraxEnv:
         return spaces.Box(-1.0, 1.0, (self.brax_env.action_size,), jnp.float32)
 
     def observation_space(self, params: BraxParams | None = None) -> spaces.Box:
-        return spaces.Box(-jnp.inf, jnp.inf, (self.brax_env.observation_size,), jnp.float32)
+        return spaces.Box(-jnp.inf, jnp.inf, (self.observation_size,), jnp.float32)
 
     def reset(self, key: jax.Array, params: BraxParams | None = None) -> tuple[jax.Array, BraxEnvState]:
         brax_state = self.brax_env.reset(key)

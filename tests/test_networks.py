@@ -6,18 +6,19 @@ from jaxrl.networks import linear, orthogonal
 
 
 def test_linear_gradient_equals_autodiff():
-    keys = jax.random.split(jax.random.key(0), 4)
-    kernel, bias = jax.random.normal(keys[0], (5, 3)), jax.random.normal(keys[1], (3,))
+    rng = np.random.default_rng(0)  # NumPy's draws: each eager jax.random call of a new shape compiles (~0.7 s)
+    normal = lambda shape: rng.standard_normal(shape).astype(np.float32)
+    kernel, bias = normal((5, 3)), normal((3,))
     # A batch and a (time, batch) sequence, small enough for the elementwise product; then one big enough for a dot.
     for shape in [(8, 5), (4, 6, 5), (300, 5)]:
-        x = jax.random.normal(keys[2], shape)
-        weights = jax.random.normal(keys[3], shape[:-1] + (3,))
+        x = normal(shape)
+        weights = normal(shape[:-1] + (3,))
 
         def loss(f, x, kernel, bias):
             return jnp.sum(jnp.tanh(f(x, kernel, bias)) * weights)
 
         got = jax.jit(jax.grad(lambda *a: loss(linear, *a), argnums=(0, 1, 2)))(x, kernel, bias)
-        expected = jax.grad(lambda *a: loss(lambda x, k, b: x @ k + b, *a), argnums=(0, 1, 2))(x, kernel, bias)
+        expected = jax.jit(jax.grad(lambda *a: loss(lambda x, k, b: x @ k + b, *a), argnums=(0, 1, 2)))(x, kernel, bias)
         assert got[0].shape == x.shape and got[1].shape == kernel.shape and got[2].shape == bias.shape
         for g, e in zip(got, expected):
             np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
@@ -43,7 +44,7 @@ def test_init_params_draws_orthogonal_kernels_with_each_layers_gain():
     net = ActorCritic(num_actions=2, action_dim=1, actor_hidden=(64, 32), critic_hidden=(64, 64))
     obs = jnp.zeros((1, 5))
     params = jax.jit(lambda k: init_params(net, k, obs))(jax.random.key(0))
-    reference = net.init(jax.random.key(0), obs)
+    reference = jax.jit(net.init)(jax.random.key(0), obs)
     assert jax.tree.structure(params) == jax.tree.structure({"params": reference["params"]})
     gains = {"MLP": np.sqrt(2), "PolicyHead_0": 0.01, "Dense_0": 1.0}  # torso, policy head, value head
     # Both the batched draw and a plain `net.init` (where each Dense draws its own kernel) give these kernels.
@@ -69,14 +70,14 @@ def test_networks_take_bool_observations_as_their_float_values():
     # them as the float32 0/1 they stand for, gradients included.
     from jaxrl.networks import ActorCritic, QNetwork, init_params
 
-    obs = jax.random.bernoulli(jax.random.key(1), 0.1, (6, 10 * 10 * 4))
+    obs = jnp.asarray(np.random.default_rng(1).random((6, 10 * 10 * 4)) < 0.1)
     for net in (ActorCritic(4, 1, activation="relu"), QNetwork(4, hidden=(32,), torso="conv", image_shape=(10, 10, 4))):
-        params = init_params(net, jax.random.key(0), obs[:1].astype(jnp.float32))
+        params = jax.jit(lambda key: init_params(net, key, obs[:1].astype(jnp.float32)))(jax.random.key(0))
 
         def loss(params, x):
             out = net.apply(params, x)
             return jnp.sum(out[0].logits if isinstance(out, tuple) else out)
 
-        for f in (loss, jax.grad(loss)):
+        for f in (jax.jit(loss), jax.jit(jax.grad(loss))):
             for a, b in zip(jax.tree.leaves(f(params, obs)), jax.tree.leaves(f(params, obs.astype(jnp.float32)))):
                 np.testing.assert_array_equal(a, b)
