@@ -13,6 +13,7 @@ the folder's run.json (its algorithm module is in summary.json), so nothing but 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import json
 from pathlib import Path
@@ -44,7 +45,13 @@ class Trained:
 
     def act(self, obs: jax.Array, key: jax.Array, run: int = 0, deterministic: bool = False) -> jax.Array:
         """Actions (B, ...) of run `run`'s final policy for raw observations obs (B, obs_dim)."""
-        return self.agent.act_with(self.policy_state(run), obs, key, deterministic)
+        return self._act_with(self.policy_state(run), obs, key, deterministic)
+
+    @functools.cached_property
+    def _act_with(self) -> Any:
+        # Compiled once per observation shape (any run: the policy state is an argument). Run op by op, the first
+        # call compiled each of ~100 operations (seconds) and every later call dispatched them one by one.
+        return jax.jit(self.agent.act_with, static_argnums=3)
 
     def policy(self, obs: jax.Array, run: int = 0) -> jax.Array:
         """The greedy actions (B, ...) (the mode of the policy) of run `run` for raw observations obs (B, obs_dim)."""

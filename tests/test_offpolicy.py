@@ -61,7 +61,7 @@ def test_dqn_targets_by_hand_double_uses_the_online_argmax_and_time_limits_boots
 
     # A time limit (done, not terminated) is stored with its final observation and bootstraps from it.
     agent = dqn.make_agent(dqn.DQNConfig(num_envs=2, buffer_size=100, learning_starts=10, batch_size=4))
-    carry = agent.init(jax.random.key(0), agent.default_hparams())
+    carry = jax.jit(agent.init)(jax.random.key(0), agent.default_hparams())
     final = jnp.full((1, 2, 4), 7.0)
     steps = Step(obs=jnp.zeros((1, 2, 4)), action=jnp.zeros((1, 2), jnp.int32), reward=jnp.ones((1, 2)),
                  terminated=jnp.array([[False, True]]), done=jnp.array([[True, True]]), final_obs=final, episode_return=jnp.zeros((1, 2)))
@@ -108,7 +108,7 @@ def test_pqn_targets_reuse_the_rollouts_q_and_read_final_observations_only_at_ti
     # Q(lambda) over a full pass of max Q over every step's final observation.
     agent = pqn.make_agent(pqn.PQNConfig(env_id="CartPole-v1", num_envs=4, num_steps=16, num_minibatches=2, total_timesteps=4 * 16))
     hp = agent.default_hparams()
-    carry = agent.init(jax.random.key(0), hp)
+    carry = jax.jit(agent.init)(jax.random.key(0), hp)
     carry = carry.replace(env_params=carry.env_params.replace(max_steps_in_episode=jnp.full((4,), 5, jnp.int32)))
     after, steps = jax.jit(agent.collect)(carry, hp)
     assert np.asarray(steps.done & ~steps.terminated).sum(axis=0).min() >= 2

@@ -164,7 +164,7 @@ def test_evaluation_counts_each_episode_once():
     envs.register("EarlyEnd-test", EarlyEndEnv, overwrite=True)
     agent = make_agent(PPOConfig(env_id="EarlyEnd-test", num_envs=2, num_steps=4, total_timesteps=8, eval_episodes=3))
     hp = agent.default_hparams()
-    carry = agent.init(jax.random.key(0), hp)
+    carry = jax.jit(agent.init)(jax.random.key(0), hp)
     assert float(jax.jit(agent.evaluate)(carry, jax.random.key(1))) == 3.0
 
 
@@ -175,7 +175,7 @@ def test_values_bootstrap_through_time_limits():
     gamma = 0.9
     hp = agent.default_hparams().replace(lr=jnp.float32(0.02), gamma=jnp.float32(gamma), value_clip_eps=jnp.float32(1e3))
     carry, _ = jax.jit(agent.train)(jax.random.key(0), hp)
-    _, batch = agent.collect(carry, hp)
+    _, batch = jax.jit(agent.collect)(carry, hp)
     # Treating the limit as a terminal state would give values of 1..(1-0.9^8)/0.1 ~ 5.7 at most.
     np.testing.assert_allclose(batch.traj.value, 1.0 / (1.0 - gamma), rtol=0.05)
 
@@ -190,7 +190,7 @@ def test_collect_bootstraps_from_final_observations_exactly_at_time_limits(recur
                        recurrent=recurrent, gru_size=8, eval_episodes=1)
     agent = make_agent(config)
     hp = agent.default_hparams()
-    carry = agent.init(jax.random.key(0), hp)
+    carry = jax.jit(agent.init)(jax.random.key(0), hp)
     carry = carry.replace(env_params=carry.env_params.replace(max_steps_in_episode=jnp.full((4,), 5, jnp.int32)))  # per env
     _, batch = jax.jit(agent.collect)(carry, hp)
     traj = batch.traj
@@ -198,8 +198,8 @@ def test_collect_bootstraps_from_final_observations_exactly_at_time_limits(recur
     assert truncated.sum(axis=0).min() >= 2, truncated.sum(axis=0)
     hidden = _flat(traj.hidden_after)[0] if recurrent else None
     starts = jnp.zeros((1, config.batch_size), bool) if recurrent else None
-    final_values = agent.policy.apply(carry.params, hidden, _flat(traj.final_obs), starts)[2].reshape(traj.value.shape)
-    advantages, _ = gae(traj.reward, traj.value, final_values, traj.terminated, traj.done, hp.gamma, hp.gae_lambda)
+    final_values = jax.jit(agent.policy.apply)(carry.params, hidden, _flat(traj.final_obs), starts)[2].reshape(traj.value.shape)
+    advantages, _ = jax.jit(gae)(traj.reward, traj.value, final_values, traj.terminated, traj.done, hp.gamma, hp.gae_lambda)
     np.testing.assert_allclose(batch.advantages, advantages, rtol=1e-5, atol=1e-5)
 
 

@@ -28,7 +28,7 @@ def _draws(key):
 def test_unrolled_keys_draw_the_same_bits():
     for seed in (0, 1, 2**31 - 1):
         key = jax.random.key(seed)
-        expected, got = _draws(key), jax.jit(lambda k: _draws(prng.unrolled(k)))(key)
+        expected, got = jax.jit(_draws)(key), jax.jit(lambda k: _draws(prng.unrolled(k)))(key)
         for name in expected:
             np.testing.assert_array_equal(np.asarray(got[name]), np.asarray(expected[name]), err_msg=name)
 
@@ -56,16 +56,17 @@ def test_unrolled_accepts_raw_keys_and_leaves_other_impls_alone():
 
 
 def test_permutation_is_a_uniform_permutation():
+    permutation = jax.jit(prng.permutation, static_argnums=(1, 2))  # one compile per shape, not one per operation
     for n, shape in ((1, ()), (2, (3,)), (7, (2, 2)), (512, (4,)), (1000, ()), (1500, (2,))):  # 1500: the fallback
-        perms = np.asarray(prng.permutation(jax.random.key(n), n, shape))
+        perms = np.asarray(permutation(jax.random.key(n), n, shape))
         assert perms.shape == shape + (n,) and perms.dtype == np.int32
         assert (np.sort(perms.reshape(-1, n), axis=1) == np.arange(n)).all()
     # Every one of the 6 orders of 3 elements equally often: chi-square with 5 dof, 99.99% quantile 25.7.
-    perms = np.asarray(prng.permutation(jax.random.key(0), 3, (12000,)))
+    perms = np.asarray(permutation(jax.random.key(0), 3, (12000,)))
     counts = np.unique(perms @ np.array([9, 3, 1]), return_counts=True)[1]
     assert len(counts) == 6 and ((counts - 2000) ** 2 / 2000).sum() < 25.7
     # The first position is uniform for a large n too (the single-sort path): chi-square, 15 dof, 99.99% 44.3.
-    first = np.asarray(prng.permutation(jax.random.key(1), 512, (8000,)))[:, 0] // 32
+    first = np.asarray(permutation(jax.random.key(1), 512, (8000,)))[:, 0] // 32
     counts = np.bincount(first, minlength=16)
     assert ((counts - 500) ** 2 / 500).sum() < 44.3
 

@@ -43,7 +43,7 @@ def test_ppo_satisfies_the_protocol():
     agent = make_agent(PPOConfig(num_envs=2, num_steps=8, total_timesteps=32, eval_episodes=2))
     assert isinstance(agent, AgentProtocol)
     assert agent.steps_per_update == 16 and agent.num_updates == 2
-    carry = agent.init(jax.random.key(0), agent.default_hparams())
+    carry = jax.jit(agent.init)(jax.random.key(0), agent.default_hparams())
     action = agent.act(carry.params, carry.obs, jax.random.key(1))
     assert action.shape == (2,) and set(np.asarray(action).tolist()) <= {0, 1}
 
@@ -102,7 +102,7 @@ def test_ppo_levels_live_in_the_carry():
 
     agent = make_agent(PPOConfig(num_envs=4, num_steps=8, total_timesteps=64, eval_episodes=2, normalize_obs=True))
     hp = agent.default_hparams()
-    carry = agent.init(jax.random.key(0), hp)
+    carry = jax.jit(agent.init)(jax.random.key(0), hp)
     carry, _ = jax.jit(agent.update)(carry, hp)
     levels = jax.vmap(lambda limit: agent.default_env_params.replace(max_steps_in_episode=limit))(jnp.array([3, 3, 500, 500]))
     moved = jax.jit(agent.reset_to)(carry, levels, jax.random.key(5), hp)

@@ -30,7 +30,7 @@ def cartpole_dir(tmp_path_factory):
 def untrained(env_id: str, **settings) -> Trained:
     """One run of a freshly initialised PPO policy on `env_id`, as `jaxrl.load` returns a trained one."""
     agent = make_agent(PPOConfig(env_id=env_id, **settings))
-    policies = jax.tree.map(lambda x: x[None], {"params": agent.policy.init(jax.random.key(0)), "obs_stats": None})
+    policies = jax.tree.map(lambda x: x[None], {"params": jax.jit(agent.policy.init)(jax.random.key(0)), "obs_stats": None})
     return Trained(agent, policies, {"runs": [{"final_return": 0.0}]})
 
 
@@ -139,9 +139,9 @@ def test_a_recurrent_policy_keeps_its_memory_through_the_episode():
     agent, params = trained.agent, trained.policy_state(0)["params"]
     obs = jnp.asarray(episode.obs[:-1])[:, None]  # (T, 1, obs_dim): the observations the actions answered
     starts = jnp.zeros((len(obs), 1), bool).at[0].set(True)
-    _, pi, _ = agent.policy.apply(params, agent.initial_hidden(1), obs, starts)
-    assert np.array_equal(episode.actions, np.asarray(pi.mode())[:, 0])
-    memoryless = agent.act(params, obs[:, 0], jax.random.key(0), deterministic=True)
+    modes = jax.jit(lambda params, obs, starts: agent.policy.apply(params, agent.initial_hidden(1), obs, starts)[1].mode())
+    assert np.array_equal(episode.actions, np.asarray(modes(params, obs, starts))[:, 0])
+    memoryless = jax.jit(lambda params, obs, key: agent.act(params, obs, key, deterministic=True))(params, obs[:, 0], jax.random.key(0))
     assert (episode.actions != np.asarray(memoryless)).sum() >= 3  # the check above tells the two apart
 
 

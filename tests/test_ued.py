@@ -65,19 +65,21 @@ def test_dr_always_proposes_new_levels_and_trains_on_them():
 
 
 def test_plr_never_replays_before_min_fill_and_robust_plr_trains_only_on_replay():
+    # Jitted: run op by op, these compiled ~100 small programs.
     c = _maze_curriculum("plr")
-    state = c.init(jax.random.key(0))
-    levels = jax.vmap(lambda k: maze.random_level(k, 25))(jax.random.split(jax.random.key(1), 7))
-    state = state.replace(buffer=insert(state.buffer, levels, jnp.arange(7.0)))  # 7 < min_levels = 8
+    state = jax.jit(c.init)(jax.random.key(0))
+    random_levels = jax.jit(jax.vmap(lambda k: maze.random_level(k, 25)))
+    levels = random_levels(jax.random.split(jax.random.key(1), 7))
+    state = state.replace(buffer=jax.jit(insert)(state.buffer, levels, jnp.arange(7.0)))  # 7 < min_levels = 8
     propose = jax.jit(c.propose)
     kinds = [int(propose(state, jax.random.key(i)).kind) for i in range(20)]
     assert kinds == [cur.NEW] * 20
-    new = c.propose(state, jax.random.key(0))
+    new = propose(state, jax.random.key(0))
     assert not bool(c.trains_on(new))
     assert bool(c.trains_on(new.replace(kind=jnp.int32(cur.REPLAY))))
     assert bool(_maze_curriculum("plr", robust=False).trains_on(new))  # the original PLR trains on new levels too
 
-    full = state.replace(buffer=insert(state.buffer, jax.vmap(lambda k: maze.random_level(k, 25))(jax.random.split(jax.random.key(2), 1)), jnp.array([9.0])))
+    full = state.replace(buffer=jax.jit(insert)(state.buffer, random_levels(jax.random.split(jax.random.key(2), 1)), jnp.array([9.0])))
     kinds = np.array([int(propose(full, jax.random.key(i)).kind) for i in range(200)])
     assert 0.7 < (kinds == cur.REPLAY).mean() < 0.9  # replay_prob 0.8 once the buffer holds min_fill * capacity
 
