@@ -136,7 +136,7 @@ def test_train_lpg_with_a_rule_file_runs_loads_and_refuses_bad_input(tmp_path, c
     architecture setting that contradicts the file are one line, exit 2."""
     config = lpg.LPGConfig(gru_width=32)
     module = lpg.rule_of(config)
-    params = lpg.init_rule(module, jax.random.key(7))
+    params = jax.jit(lambda key: lpg.init_rule(module, key))(jax.random.key(7))
     rule_file = tmp_path / "rule.npz"
     lpg.save_rule(str(rule_file), module, params)
 

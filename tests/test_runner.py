@@ -306,8 +306,8 @@ def test_trained_policies_are_kept_and_load_back(tmp_path):
     np.testing.assert_allclose(kept["obs_stats"].mean, carry.env_state.obs_stats.mean, rtol=1e-4, atol=1e-5)
     obs = jnp.ones((5, 4)) * 3.0
     actions = trained.act(obs, jax.random.key(0), run=1, deterministic=True)
-    expected = agent.act(carry.params, jnp.clip((obs - carry.env_state.obs_stats.mean) / jnp.sqrt(carry.env_state.obs_stats.var + 1e-8), -10, 10),
-                         jax.random.key(0), deterministic=True)
+    normalized = jnp.clip((obs - carry.env_state.obs_stats.mean) / jnp.sqrt(carry.env_state.obs_stats.var + 1e-8), -10, 10)
+    expected = jax.jit(lambda params, obs, key: agent.act(params, obs, key, deterministic=True))(carry.params, normalized, jax.random.key(0))
     np.testing.assert_array_equal(actions, expected)
     np.testing.assert_array_equal(trained.policy(obs, run=1), expected)
     with pytest.raises(jaxrl.envs.errors.InvalidChoiceError, match="invalid run 2"):
@@ -317,7 +317,7 @@ def test_trained_policies_are_kept_and_load_back(tmp_path):
     from jaxrl.trained import evaluate
 
     report = evaluate(trained, episodes=None, run=1, seed=5)
-    direct = agent.episode_returns(jax.tree.map(jnp.asarray, kept), jax.random.split(jax.random.key(5), 1)[0])
+    direct = jax.jit(agent.episode_returns)(jax.tree.map(jnp.asarray, kept), jax.random.split(jax.random.key(5), 1)[0])
     np.testing.assert_allclose(report["mean_return_per_run"][0], float(direct.mean()), rtol=1e-6)
     assert main(["eval", str(tmp_path), "--episodes", "3"]) == 0
     written = json.loads((tmp_path / "eval-CartPole-v1-3ep-seed0.json").read_text())

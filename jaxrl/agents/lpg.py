@@ -189,7 +189,7 @@ def load_rule(path: str, rule: LPGRule) -> Any:
         changed = sorted(k for k in spec if spec[k] != rule_spec(rule).get(k))
         raise InvalidChoiceError(f"rule file {path!r} was saved with {', '.join(f'{k}={spec[k]}' for k in changed)}; set the same to use it")
     params = unflatten_dict(flat)
-    expected = jax.tree.map(jnp.shape, init_rule(rule, jax.random.key(0)))
+    expected = jax.tree.map(jnp.shape, jax.eval_shape(lambda key: init_rule(rule, key), jax.random.key(0)))  # shapes only: no compile
     if jax.tree.map(jnp.shape, params) != expected:
         raise InvalidChoiceError(f"rule file {path!r} has parameter shapes that do not match its architecture {spec}")
     return params
