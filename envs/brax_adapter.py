@@ -9,6 +9,7 @@ the step did not also terminate.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import warnings
 from typing import Any
@@ -77,9 +78,12 @@ class BraxEnv:
             self.brax_env = brax_envs.get_environment(name, backend=backend, **kwargs)
         self.brax_name = name
         self.backend = backend
+
+    @functools.cached_property
+    def observation_size(self) -> int:
         # Brax's own `observation_size` runs an eager reset at every read (about a hundred small compiles the first
         # time, 5 s for ant on a CPU); the shape of a traced reset is the same number at no compile.
-        self.observation_size = int(jax.eval_shape(self.brax_env.reset, jax.random.PRNGKey(0)).obs.shape[-1])
+        return int(jax.eval_shape(self.brax_env.reset, jax.random.PRNGKey(0)).obs.shape[-1])
 
     @property
     def name(self) -> str:
