@@ -16,8 +16,8 @@ import importlib
 from typing import Any
 
 _WHERE = {
-    "Box": "gymnax.environments.spaces",
-    "Discrete": "gymnax.environments.spaces",
+    "Box": "jaxrl.envs.gymnax_import",
+    "Discrete": "jaxrl.envs.gymnax_import",
     "BRAX_BACKENDS": "jaxrl.envs.brax_adapter",
     "DEFAULT_BRAX_BACKEND": "jaxrl.envs.brax_adapter",
     "BraxEnv": "jaxrl.envs.brax_adapter",

@@ -17,7 +17,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from flax import struct
-from gymnax.environments import spaces
+from jaxrl.envs.gymnax_import import spaces
 
 from jaxrl.envs.auto_reset import step_with_auto_reset
 

@@ -43,7 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
-from gymnax.environments import spaces
+from jaxrl.envs.gymnax_import import spaces
 
 from jaxrl.envs.auto_reset import step_with_auto_reset
 from jaxrl.envs.errors import invalid_choice

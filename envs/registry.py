@@ -9,7 +9,7 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any
 
-import gymnax
+from jaxrl.envs.gymnax_import import gymnax
 
 from jaxrl.envs.brax_adapter import BRAX_ENV_NAMES, BraxEnv
 from jaxrl.envs.errors import InvalidChoiceError, invalid_choice

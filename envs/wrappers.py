@@ -16,7 +16,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from flax import struct
-from gymnax.environments import spaces
+from jaxrl.envs.gymnax_import import spaces
 
 from jaxrl.envs.running_stats import RunningMeanStd, init_running_stats, update_running_stats
 

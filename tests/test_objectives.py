@@ -142,3 +142,15 @@ def test_mdpo_drift_estimates_kl_new_to_old_not_old_to_new():
 def test_renamed_a2c_objective_says_what_to_use():
     with pytest.raises(InvalidChoiceError, match="no_trust_region.*a2c.yaml"):
         objectives.make("a2c")
+
+
+def test_plotted_drift_grid_is_ppo_clips_drift_with_advantages_down_the_rows():
+    """meta's heat map of D(r, A): for PPO-clip, D = rA - min(rA, clip(r, 0.8, 1.2) A) = max(0, (r - clip(r)) A)
+    (Lu et al. 2022, the drift that makes the clipped surrogate), row i at advantage i, column j at ratio j."""
+    from jaxrl.meta.plots import drift_grid
+
+    obj = objectives.make("ppo_clip", clip_eps=0.2)
+    ratios, advantages, d = drift_grid(obj, obj.init(None), 0.0, n=11)
+    r, a = np.meshgrid(ratios, advantages)
+    np.testing.assert_allclose(d, np.maximum(0.0, (r - np.clip(r, 0.8, 1.2)) * a), rtol=1e-5, atol=1e-6)
+    assert d.shape == (11, 11) and d[0, 0] > 0 and d[-1, 0] == 0  # r = 0.5: drift for A < 0 only

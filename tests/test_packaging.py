@@ -50,3 +50,16 @@ def test_the_error_type_imports_without_gymnax_brax_or_jax():
     code = "import sys; from jaxrl.envs.errors import InvalidChoiceError; print(sorted(m for m in ('jax', 'gymnax', 'brax') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]", out
+
+
+def test_making_an_environment_leaves_gymnax_plotting_imports_until_used():
+    """gymnax's Pong and Catch import seaborn and pyplot at module level (seconds at every start): jaxrl.envs
+    defers them, and they still work when used, and anyone importing seaborn afterwards gets the real module."""
+    code = (
+        "import sys, types; import jaxrl.envs as e; e.make('Catch-bsuite');"
+        "print(sorted(m for m in ('seaborn', 'matplotlib.pyplot', 'scipy.stats') if m in sys.modules));"
+        "from gymnax.environments.misc import pong; print(len(pong.sns.color_palette('cubehelix', 3)));"
+        "import seaborn; print(type(seaborn) is types.ModuleType and seaborn.color_palette is pong.sns.color_palette)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[:3] == ["[]", "3", "True"], out
