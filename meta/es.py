@@ -30,13 +30,19 @@ def _unshaped(population: Any, fitness: jax.Array, state: Any, params: Any) -> j
 SHAPINGS = {"centered_rank": centered_rank_fitness_shaping_fn, "z_score": standardize_fitness_shaping_fn, "none": _unshaped}
 
 
+def _strongly_typed(x: Any) -> Any:
+    return jax.lax.convert_element_type(x, x.dtype) if getattr(x, "weak_type", False) else x
+
+
 class ES(NamedTuple):
     name: str
     strategy: Any  # the evosax algorithm object
     params: Any  # its (static-shaped) parameters
 
     def init(self, key: jax.Array, mean: Any) -> Any:
-        return self.strategy.init(key, mean, self.params)
+        # evosax's states mix weakly and strongly typed fields, and which ones are weak changes from `init` to
+        # `tell` (best fitness, the noise scale), so `ask` and `tell` compiled twice: every state here is strong.
+        return jax.tree.map(_strongly_typed, self.strategy.init(key, mean, self.params))
 
     def ask(self, key: jax.Array, state: Any) -> tuple[Any, Any]:
         return self.strategy.ask(key, state, self.params)
@@ -44,7 +50,7 @@ class ES(NamedTuple):
     def tell(self, key: jax.Array, population: Any, fitness: jax.Array, state: Any) -> tuple[Any, dict]:
         """fitness: (population_size,), higher is better. evosax minimises, hence the one sign flip here."""
         state, metrics = self.strategy.tell(key, population, -jnp.asarray(fitness), state, self.params)
-        return state, metrics
+        return jax.tree.map(_strongly_typed, state), metrics
 
     def mean(self, state: Any) -> Any:
         """The search distribution's mean as a pytree like the solution."""

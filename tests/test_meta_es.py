@@ -41,3 +41,19 @@ def test_es_maximises_a_shifted_sphere(name, sigma, lr, generations):
 def test_bad_es_name():
     with pytest.raises(InvalidChoiceError, match="unknown evolution strategy 'openes'; closest: open_es"):
         make_es("openes", 8, {"x": jnp.zeros(2)})
+
+
+@pytest.mark.parametrize("name", ["open_es", "snes"])
+def test_init_and_tell_give_states_of_one_type_so_ask_and_tell_compile_once(name):
+    """evosax makes some fields weakly typed at init and strongly typed after tell (or the other way round): a jitted
+    ask or tell then compiled twice, for the first generation and for the rest."""
+    template = jax.tree.map(jnp.zeros_like, TARGET)
+    es = make_es(name, population_size=4, solution=template, sigma=0.1, lr=0.05)
+    ask, tell = jax.jit(es.ask), jax.jit(es.tell)
+    first = es.init(jax.random.key(0), template)
+    population, state = ask(jax.random.key(1), first)
+    later, _ = tell(jax.random.key(2), population, jnp.arange(4.0), state)
+    types = lambda s: [(x.shape, x.dtype, x.weak_type) for x in jax.tree.leaves(s)]
+    assert types(later) == types(first)
+    ask(jax.random.key(3), later)
+    assert ask._cache_size() == 1
