@@ -40,7 +40,7 @@ def drift_grid(objective: objectives.Objective, params: Any, progress: float, n:
     ratios = np.linspace(*RATIO_RANGE, n)
     advantages = np.linspace(*ADVANTAGE_RANGE, n)
     r, a = np.meshgrid(ratios, advantages)
-    # One compiled program: op by op, each of the drift's ~40 array operations compiled separately (seconds).
+    # One compiled program; op by op, each of the drift's ~40 array operations compiled on its own.
     drift = jax.jit(objective.drift)
     d = drift(params, jnp.log(jnp.asarray(r, jnp.float32)), jnp.asarray(a, jnp.float32), jnp.float32(progress))
     return ratios, advantages, np.asarray(d)
