@@ -17,9 +17,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from flax import struct
-from jaxrl.envs.gymnax_import import spaces
 
 from jaxrl.envs.auto_reset import step_with_auto_reset
+from jaxrl.envs.gymnax_import import spaces
 
 # The environments shipped with brax 0.14 (brax keeps its own registry private).
 BRAX_ENV_NAMES = (

@@ -40,10 +40,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
-from jaxrl.envs.gymnax_import import spaces
 
 from jaxrl.envs.auto_reset import step_with_auto_reset
 from jaxrl.envs.errors import invalid_choice
+from jaxrl.envs.gymnax_import import spaces
 
 GRID_SIZE = 13
 NUM_CELLS = GRID_SIZE * GRID_SIZE

@@ -9,10 +9,9 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any
 
-from jaxrl.envs.gymnax_import import gymnax
-
 from jaxrl.envs.brax_adapter import BRAX_ENV_NAMES, BraxEnv
 from jaxrl.envs.errors import InvalidChoiceError, invalid_choice
+from jaxrl.envs.gymnax_import import gymnax
 
 EnvFactory = Callable[..., Any]  # (**kwargs) -> environment following the gymnax 1.0 protocol
 

@@ -18,8 +18,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxrl.envs.gymnax_import import spaces
 
+from jaxrl.envs.gymnax_import import spaces
 from jaxrl.envs.running_stats import RunningMeanStd
 from jaxrl.envs.wrappers import (
     ClipAction,

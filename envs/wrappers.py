@@ -16,8 +16,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from flax import struct
-from jaxrl.envs.gymnax_import import spaces
 
+from jaxrl.envs.gymnax_import import spaces
 from jaxrl.envs.running_stats import RunningMeanStd, init_running_stats, update_running_stats
 
 StepResult = tuple[Any, Any, jax.Array, jax.Array, jax.Array, dict]
