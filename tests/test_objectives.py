@@ -146,7 +146,8 @@ def test_renamed_a2c_objective_says_what_to_use():
 
 def test_plotted_drift_grid_is_ppo_clips_drift_with_advantages_down_the_rows():
     """meta's heat map of D(r, A): for PPO-clip, D = rA - min(rA, clip(r, 0.8, 1.2) A) = max(0, (r - clip(r)) A)
-    (Lu et al. 2022, the drift that makes the clipped surrogate), row i at advantage i, column j at ratio j."""
+    (Schulman et al. 2017, eq. 7, written as a drift as in Kuba et al. 2022 and objectives.ppo_clip_drift), row i at
+    advantage i, column j at ratio j."""
     from jaxrl.meta.plots import drift_grid
 
     obj = objectives.make("ppo_clip", clip_eps=0.2)
