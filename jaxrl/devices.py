@@ -6,6 +6,7 @@ and sharding the runs across them uses them all (CartPole PPO, 32 seeds on 2 cor
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import os
@@ -14,12 +15,14 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 from jax._src.lib import xla_client
 from jax.sharding import Mesh, NamedSharding, PartitionSpec, SingleDeviceSharding
+
+from jaxrl import speedups
 
 _FLAG = "--xla_force_host_platform_device_count"
 
@@ -101,6 +104,21 @@ def map_in_blocks(fn: Callable, block_runs: int) -> Callable:
     return blocked
 
 
+class _Program(NamedTuple):
+    jit: Any  # the jitted blocked function
+    executables: dict  # (devices, runs per device, argument structure and shapes) -> one executable per device
+
+
+@functools.lru_cache(maxsize=32)
+def _program(fn: Callable, block_runs: int, donate_argnums: tuple[int, ...], speedups_on: bool) -> _Program:
+    """One jitted blocked function per (fn, block size), and the executables compiled from it, kept for later maps
+    of the same fn: a second `runner.run` of the same agent in a process (a notebook's next sweep, a resume)
+    then neither traces nor compiles again. JAX's own caches are keyed on the function object, which a fresh
+    `jax.jit(map_in_blocks(...))` would not share. The speed-ups switch is part of the key because it is read at trace
+    time. Bounded, since entries keep their function (and its agent) and executables alive."""
+    return _Program(jax.jit(map_in_blocks(fn, block_runs), donate_argnums=donate_argnums), {})
+
+
 class RunMap:
     """`fn` over a leading run axis of `num_runs`: vmapped in blocks of `block_runs` that run one after another,
     the runs split evenly over the run devices, every device executing the same single-device program.
@@ -123,15 +141,23 @@ class RunMap:
         self.devices = run_devices(num_runs // block_runs, max_devices)
         self.per_device = num_runs // len(self.devices)
         self.sharding = run_sharding(num_runs // block_runs, max_devices)  # blocks, not runs, are what devices share
-        self._jit = jax.jit(map_in_blocks(fn, block_runs), donate_argnums=donate_argnums)
+        self._program = _program(fn, block_runs, donate_argnums, speedups.enabled())
+        self._jit = self._program.jit
         self._compiled: list[Any] = []
 
     def _local(self, x: Any, device: Any) -> jax.ShapeDtypeStruct:
         return jax.ShapeDtypeStruct((self.per_device, *x.shape[1:]), x.dtype, sharding=SingleDeviceSharding(device))
 
     def compile(self, *args: Any) -> float:
-        """Compile for every device from (abstract or concrete) global arguments; returns seconds. Idempotent."""
+        """Compile for every device from (abstract or concrete) global arguments; returns seconds. Idempotent, and a
+        later map of the same function and block size over arguments of the same shapes on the same devices reuses
+        these executables (see `_program`)."""
         if self._compiled:
+            return 0.0
+        leaves, treedef = jax.tree.flatten(args)
+        signature = (tuple(d.id for d in self.devices), self.per_device, treedef, tuple((x.shape[1:], x.dtype) for x in leaves))
+        if signature in self._program.executables:
+            self._compiled = self._program.executables[signature]
             return 0.0
         t0 = time.perf_counter()
 
@@ -150,6 +176,7 @@ class RunMap:
                 compiled, todo = compiled + copies, []
         with ThreadPoolExecutor(max(len(todo), 1)) as pool:  # XLA compiles without the GIL
             self._compiled = compiled + list(pool.map(one, todo))
+        self._program.executables[signature] = self._compiled
         return time.perf_counter() - t0
 
     def eval_shape(self, *args: Any) -> Any:

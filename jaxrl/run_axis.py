@@ -14,6 +14,7 @@ run's numbers never depend on the device count or the batching.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -54,7 +55,15 @@ def available_memory_bytes(device: Any = None) -> int:
 def per_run_bytes(agent: Any, hparams: Any) -> int:
     """An upper bound on the memory one run needs: its carry twice (old and new) plus every value one update
     computes at its top level (the rollout, its advantages, the shuffled minibatches...), read off the traced
-    update, so it holds for any agent on the protocol without knowing its internals."""
+    update, so it holds for any agent on the protocol without knowing its internals. It depends on shapes only, so
+    it is traced once per agent and hyperparameter structure."""
+    leaves, treedef = jax.tree.flatten(hparams)
+    return _per_run_bytes(agent, treedef, tuple((np.shape(x), jax.dtypes.result_type(x)) for x in leaves))
+
+
+@functools.lru_cache(maxsize=32)
+def _per_run_bytes(agent: Any, treedef: Any, shapes: tuple) -> int:
+    hparams = jax.tree.unflatten(treedef, [jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in shapes])
     carry = jax.eval_shape(agent.init, jax.random.key(0), hparams)
     jaxpr = jax.make_jaxpr(agent.update)(carry, hparams)
     values = sum(tree_bytes([v.aval for v in eqn.outvars]) for eqn in jaxpr.jaxpr.eqns)

@@ -67,16 +67,20 @@ class RunPlan:
         return dataclasses.asdict(self)
 
 
-def _count_compiles() -> dict[str, int]:
-    """A counter of XLA backend compilations from now on."""
-    counter = {"n": 0}
+class _CompileCounter:
+    """XLA backend compilations from its creation until `stop()`."""
 
-    def listener(event: str, duration: float, **kwargs: Any) -> None:
+    def __init__(self) -> None:
+        self.n = 0
+        jax.monitoring.register_event_duration_secs_listener(self._listen)
+
+    def _listen(self, event: str, duration: float, **kwargs: Any) -> None:
         if event == "/jax/core/compile/backend_compile_duration":
-            counter["n"] += 1
+            self.n += 1
 
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    return counter
+    def stop(self) -> int:
+        jax.monitoring.unregister_event_duration_listener(self._listen)
+        return self.n
 
 
 def build_hparams(agent: Any, plan: RunPlan, base_overrides: dict[str, float]) -> list[Any]:
@@ -125,6 +129,13 @@ def chunk_program(agent: Any, num_updates: int | None = None) -> Callable[..., t
     return chunk
 
 
+@functools.lru_cache(maxsize=8)
+def _chunk_of(agent: Any, num_updates: int | None, length: int) -> Callable[..., tuple[Any, dict]]:
+    """`chunk_program(agent, num_updates)` of `length` updates as one function object per (agent, settings), so a
+    later run of the same agent finds its compiled chunk again (see devices.RunMap's program cache)."""
+    return functools.partial(chunk_program(agent, num_updates), length=length)
+
+
 def run(
     agent: Any,
     plan: RunPlan,
@@ -144,7 +155,7 @@ def run(
     log: experiment-tracking backends ("tb", "wandb"), written after every chunk (see jaxrl.tracking).
     Under several processes (jaxrl.multihost) each trains its share of the runs and process 0 writes the results."""
     out = Path(out_dir)
-    compiles = _count_compiles()
+    compiles = _CompileCounter()
     grid_hparams = build_hparams(agent, plan, base_overrides)
     num_seeds, num_points = len(plan.seeds), len(grid_hparams)
     num_runs = num_seeds * num_points
@@ -173,12 +184,10 @@ def run(
                         block_of_runs=num_runs if multihost.count() > 1 else None)
     batch_runs, fit, block, num_batches = axis.batch_runs, axis.fit, axis.block_runs, axis.num_batches
 
-    chunk = chunk_program(agent, num_updates if masked else None)
-
     # One single-device program per device, runs in fixed-size blocks: a run's numbers do not depend on the
     # number of devices (see devices.RunMap), and every chunk, the shorter last one too, reuses one compiled chunk program.
     init_fn = axis.map(agent.init)
-    chunk_fn = axis.map(functools.partial(chunk, length=k), donate_argnums=(0,))
+    chunk_fn = axis.map(_chunk_of(agent, num_updates if masked else None, k), donate_argnums=(0,))
     eval_fn = axis.map(agent.evaluate)
     snapshot_fn = axis.map(agent.snapshot) if hasattr(agent, "snapshot") else None
     sharding, devices = init_fn.sharding, len(init_fn.devices)
@@ -301,7 +310,7 @@ def run(
         # Each of the seconds is the slowest process's, training seconds included (not max run_s - max eval_s).
         compile_s, run_s, eval_s, train_s, steps_run = multihost.gather_rows(np.asarray([[compile_s, run_s, eval_s, train_s, steps_run]])).T
         compile_s, run_s, eval_s, train_s, steps_run = float(compile_s.max()), float(run_s.max()), float(eval_s.max()), float(train_s.max()), int(steps_run.sum())
-    summary = _summarize(agent, plan, host, final_return, status, compiles["n"], compile_s, run_s, eval_s, train_s, steps_run, notes, devices, batch_runs, block)
+    summary = _summarize(agent, plan, host, final_return, status, compiles.stop(), compile_s, run_s, eval_s, train_s, steps_run, notes, devices, batch_runs, block)
     if not primary:
         return summary
     _write_results(out, plan, host, final_return, summary, steps_per_update, status, k)

@@ -17,7 +17,7 @@ import pytest
 from jaxrl.agents.ppo import PPOConfig, make_agent
 from jaxrl.cli import main
 from jaxrl.devices import RunMap, default_block_runs
-from jaxrl.runner import RunPlan, run
+from jaxrl.runner import RunPlan, _CompileCounter, run
 
 from conftest import interrupt_after_first_chunk
 
@@ -45,10 +45,20 @@ def test_runs_equal_train_and_sharding_changes_nothing(agent, tmp_path):
     single = run(agent, plan, {}, tmp_path / "b", chunk_updates=4, block_runs=2, max_devices=1, progress=False)
     assert sharded["devices"]["used"] == 4 and single["devices"]["used"] == 1
     assert sharded["compiles"] == 1 and sharded["block_runs"] == 2
+    # A later run of the same agent (a notebook's next sweep, here the grid's two values swapped) reuses the compiled
+    # programs: no compile, and the numbers of the first run's program.
+    compiles = _CompileCounter()
+    try:
+        run(agent, RunPlan("ppo", SETTINGS, {"lr": [2.5e-4, 1e-3]}, [0, 1, 2, 3]), {}, tmp_path / "c", chunk_updates=4, block_runs=2, progress=False)
+    finally:
+        recompiled = compiles.stop()
+    assert recompiled == 0
     _, a = load(tmp_path / "a")
     _, b = load(tmp_path / "b")
+    _, c = load(tmp_path / "c")
     for name in ("loss", "episode_return", "final_return", "grad_norm"):
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)  # bit for bit, not just close
+        np.testing.assert_array_equal(a[name], c[name][::-1], err_msg=name)
     # Run (grid point 1, seed 1) is agent.train with key(1) and lr 2.5e-4.
     hp = agent.default_hparams().replace(lr=jnp.float32(2.5e-4))
     _, metrics = jax.jit(agent.train)(jax.random.key(1), hp)
@@ -66,22 +76,33 @@ def test_a_run_map_compiles_once_and_copies_the_executable_to_the_other_devices(
 
     fn = RunMap(f, num_runs=8, block_runs=2)
     xs = jax.random.normal(jax.random.key(3), (8, 5, 5))
-    compiles = []
-
-    def listener(event, duration, **kwargs):
-        if event == "/jax/core/compile/backend_compile_duration":
-            compiles.append(event)
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
+    compiles = _CompileCounter()
     try:
         fn.compile(xs)
     finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
-    assert len(compiles) == 1 and len(fn.devices) == 4
+        compiled = compiles.stop()
+    assert compiled == 1 and len(fn.devices) == 4
     assert [c.input_shardings[0][0].device_set for c in fn._compiled] == [{d} for d in fn.devices]
     out = fn(xs)
     assert {s.device for s in out.addressable_shards} == set(fn.devices)
     np.testing.assert_allclose(np.asarray(out), np.asarray(jax.jit(jax.vmap(f))(xs)), rtol=1e-6)
+
+
+def test_a_run_map_of_the_same_function_reuses_its_program_unless_the_speedups_switch_changed():
+    """RunMap keeps the programs of a function for later maps of it; the speed-ups switch is read at trace time, so
+    flipping it must trace again (a kept program would silently keep the other branch)."""
+    from jaxrl import speedups
+
+    def f(x):
+        return x + (1.0 if speedups.enabled() else 2.0)
+
+    xs = jnp.zeros((4, 3))
+    with speedups.using(True):
+        first = RunMap(f, 4, 1)
+        assert first.compile(xs) > 0 and RunMap(f, 4, 1).compile(xs) == 0
+        np.testing.assert_array_equal(RunMap(f, 4, 1)(xs), 1.0)
+    with speedups.using(False):
+        np.testing.assert_array_equal(RunMap(f, 4, 1)(xs), 2.0)
 
 
 def test_default_blocks_are_runs_over_8_and_on_a_cpu_at_most_4_runs_and_32_mb():
