@@ -142,7 +142,6 @@ class RunMap:
         self.per_device = num_runs // len(self.devices)
         self.sharding = run_sharding(num_runs // block_runs, max_devices)  # blocks, not runs, are what devices share
         self._program = _program(fn, block_runs, donate_argnums, speedups.enabled())
-        self._jit = self._program.jit
         self._compiled: list[Any] = []
 
     def _local(self, x: Any, device: Any) -> jax.ShapeDtypeStruct:
@@ -162,7 +161,7 @@ class RunMap:
         t0 = time.perf_counter()
 
         def one(device):
-            return self._jit.lower(*jax.tree.map(lambda x: self._local(x, device), args)).compile()
+            return self._program.jit.lower(*jax.tree.map(lambda x: self._local(x, device), args)).compile()
 
         compiled, todo = [], self.devices
         if self.devices[0].platform == "cpu":  # compile for the first device, copy to the others
@@ -181,7 +180,7 @@ class RunMap:
 
     def eval_shape(self, *args: Any) -> Any:
         """Global abstract outputs (with this map's sharding)."""
-        out = jax.eval_shape(self._jit, *args)
+        out = jax.eval_shape(self._program.jit, *args)
         return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=self.sharding), out)
 
     def __call__(self, *args: Any) -> Any:
